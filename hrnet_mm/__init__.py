@@ -1,0 +1,16 @@
+"""hrnet_mm: one HRNet implementation for mmdet, mmseg and mmpose.
+
+Importing the package registers :class:`HRNetV2` into the ``hrnet_mm`` scope and into the
+MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing library is
+skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is imported, e.g.
+through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
+"""
+from .models import HRNetV2
+from .registry import MODELS, register_into_libraries
+from .version import __version__
+
+MODELS.register_module(name='HRNetV2', module=HRNetV2, force=True)
+#: The libraries HRNetV2 was registered into at import.
+REGISTERED_LIBRARIES = tuple(register_into_libraries({'HRNetV2': HRNetV2}))
+
+__all__ = ['__version__', 'HRNetV2', 'MODELS', 'REGISTERED_LIBRARIES']

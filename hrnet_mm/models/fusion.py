@@ -1,0 +1,149 @@
+"""The multi-resolution module (parallel branches + exchange) and the stage transitions.
+
+Parameter names are those of mmdet/mmseg/mmpose's ``HRModule`` and ``transition{i}``; only
+parameter-free layers differ (``nn.Identity`` stands where those use ``None``, and
+upsampling is a resize to the exact target size rather than an ``nn.Upsample`` by a fixed
+factor, so that odd input sizes work).
+"""
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer, build_norm_layer
+
+from .blocks import make_res_layer
+
+UPSAMPLE_MODES = ('nearest', 'bilinear')
+
+
+def resize_to(x: torch.Tensor, size: Sequence[int], mode: str,
+              align_corners: bool) -> torch.Tensor:
+    """Resize ``x`` to exactly ``size`` (H, W); ``align_corners`` only applies to bilinear."""
+    return F.interpolate(x, size=size, mode=mode,
+                         align_corners=align_corners if mode != 'nearest' else None)
+
+
+def _conv_norm(conv_cfg: Optional[dict], norm_cfg: dict, cin: int, cout: int, kernel: int,
+               stride: int = 1, relu: bool = False) -> nn.Sequential:
+    """conv (no bias) -> norm [-> ReLU], as ``Sequential`` indices 0, 1[, 2]."""
+    layers = [build_conv_layer(conv_cfg, cin, cout, kernel, stride=stride,
+                               padding=kernel // 2, bias=False),
+              build_norm_layer(norm_cfg, cout)[1]]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class HRModule(nn.Module):
+    """Parallel residual branches, then every output sums every input brought to its size.
+
+    From branch ``j`` to output ``i``: ``j == i`` passes through; ``j > i`` (lower resolution)
+    is a 1x1 conv + norm, then a resize to output ``i``'s exact size; ``j < i`` is ``i - j``
+    strided 3x3 conv + norm (ReLU between them). A ReLU follows each sum.
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        num_blocks: Blocks per branch.
+        in_channels: Input width per branch (equal to ``num_channels * block.expansion``).
+        num_channels: Block width per branch.
+        num_outputs: How many of the highest-resolution outputs to compute (1 for the V1
+            representation's last module, which fuses into the stride-4 branch only).
+        conv_cfg, norm_cfg: mmcv layer configs.
+        with_cp: Checkpoint each block (saves memory in training).
+        upsample_mode: ``'nearest'`` (official code, mmdet, mmpose) or ``'bilinear'`` (mmseg).
+        align_corners: For bilinear upsampling.
+
+    Example:
+        >>> from hrnet_mm.models.blocks import BasicBlock
+        >>> m = HRModule(BasicBlock, [1, 1], [32, 64], [32, 64], num_outputs=2)
+        >>> [y.shape[1:] for y in m([torch.rand(1, 32, 63, 83), torch.rand(1, 64, 32, 42)])]
+        [torch.Size([32, 63, 83]), torch.Size([64, 32, 42])]
+    """
+
+    def __init__(self, block: type, num_blocks: Sequence[int], in_channels: Sequence[int],
+                 num_channels: Sequence[int], num_outputs: int,
+                 conv_cfg: Optional[dict] = None, norm_cfg: Optional[dict] = None,
+                 with_cp: bool = False, upsample_mode: str = 'nearest',
+                 align_corners: bool = False) -> None:
+        super().__init__()
+        norm_cfg = norm_cfg or dict(type='BN')
+        self.num_branches = len(num_channels)
+        self.upsample_mode = upsample_mode
+        self.align_corners = align_corners
+        self.branches = nn.ModuleList(
+            make_res_layer(block, in_channels[i], num_channels[i], num_blocks[i], conv_cfg,
+                           norm_cfg, with_cp) for i in range(self.num_branches))
+        self.out_channels = [c * block.expansion for c in num_channels]
+        # A single branch exchanges nothing (as in the reference code: no fuse layers).
+        self.fuse_layers = None
+        if self.num_branches > 1:
+            self.fuse_layers = nn.ModuleList(
+                nn.ModuleList(self._fuse_path(j, i, conv_cfg, norm_cfg)
+                              for j in range(self.num_branches))
+                for i in range(num_outputs))
+        self.relu = nn.ReLU(inplace=False)
+
+    def _fuse_path(self, j: int, i: int, conv_cfg: Optional[dict], norm_cfg: dict) -> nn.Module:
+        """The layers that bring branch ``j`` to output ``i`` (before any resize)."""
+        cj, ci = self.out_channels[j], self.out_channels[i]
+        if j == i:
+            return nn.Identity()
+        if j > i:
+            return _conv_norm(conv_cfg, norm_cfg, cj, ci, 1)
+        steps = i - j
+        return nn.Sequential(*(
+            _conv_norm(conv_cfg, norm_cfg, cj, ci if k == steps - 1 else cj, 3, stride=2,
+                       relu=k < steps - 1) for k in range(steps)))
+
+    def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        x = [branch(xi) for branch, xi in zip(self.branches, x)]
+        if self.fuse_layers is None:
+            return x
+        outs = []
+        for i, paths in enumerate(self.fuse_layers):
+            size = x[i].shape[-2:]
+            y = None
+            # Sum in branch order, like the reference implementations, so results match them
+            # to the last bits that summation order can change.
+            for j, path in enumerate(paths):
+                z = path(x[j])
+                if j > i:
+                    z = resize_to(z, size, self.upsample_mode, self.align_corners)
+                y = z if y is None else y + z
+            outs.append(self.relu(y))
+        return outs
+
+
+def make_transition(pre_channels: Sequence[int], cur_channels: Sequence[int],
+                    conv_cfg: Optional[dict], norm_cfg: dict) -> nn.ModuleList:
+    """Layers from one stage's outputs to the next stage's inputs.
+
+    An existing branch keeps its map (``nn.Identity``) or, when its width changes, gets a
+    3x3 conv + norm + ReLU. A new branch comes from the lowest-resolution output through
+    strided 3x3 conv + norm + ReLU steps, one per halving.
+
+    Example:
+        >>> t = make_transition([32, 64], [32, 64, 128], None, dict(type='BN'))
+        >>> [type(m).__name__ for m in t]
+        ['Identity', 'Identity', 'Sequential']
+    """
+    layers = []
+    for i, cur in enumerate(cur_channels):
+        if i < len(pre_channels):
+            layers.append(nn.Identity() if cur == pre_channels[i] else
+                          _conv_norm(conv_cfg, norm_cfg, pre_channels[i], cur, 3, relu=True))
+        else:
+            steps = i + 1 - len(pre_channels)
+            last = pre_channels[-1]
+            layers.append(nn.Sequential(*(
+                _conv_norm(conv_cfg, norm_cfg, last, cur if k == steps - 1 else last, 3,
+                           stride=2, relu=True) for k in range(steps))))
+    return nn.ModuleList(layers)
+
+
+def apply_transition(transition: nn.ModuleList,
+                     feats: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Each existing branch transforms its own map; new branches start from the last one."""
+    last = len(feats) - 1
+    return [layer(feats[min(i, last)]) for i, layer in enumerate(transition)]

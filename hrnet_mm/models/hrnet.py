@@ -1,0 +1,281 @@
+"""HRNetV2: the stem, four multi-resolution stages, and the chosen representation."""
+import copy
+from typing import List, NamedTuple, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule, constant_init
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .arch import STAGE_NAMES, get_arch
+from .blocks import BLOCKS, _ResidualBlock, make_res_layer
+from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
+from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid,
+                              concat_upsampled)
+
+STEM_CHANNELS = 64
+
+
+class FeatureInfo(NamedTuple):
+    """What one output map is: its channels and its stride relative to the input."""
+    channels: int
+    stride: int
+
+
+class HRNetV2(BaseModule):
+    """HRNet (Wang et al., TPAMI 2020) with the V1, V2 and V2+p representations.
+
+    A stem takes the input to stride 4; four stages keep 1, 2, 3, 4 parallel branches at
+    strides 4, 8, 16, 32 and repeatedly exchange information between them. ``representation``
+    picks what :meth:`forward` returns (always a tuple); :attr:`feature_info` declares it.
+
+    The parameter names are those of mmdet/mmseg/mmpose's ``HRNet`` (and, for ``'v2p'``,
+    ``pyramid.*`` holds mmdet ``HRFPN``'s ``reduction_conv`` / ``fpn_convs``), so their
+    checkpoints load with ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+
+    Args:
+        arch: A name from :data:`hrnet_mm.models.arch.ARCH_ZOO`: ``'w18_small_v1'``,
+            ``'w18_small_v2'``, ``'w18'``, ``'w30'``, ``'w32'``, ``'w40'``, ``'w44'``,
+            ``'w48'``, ``'w64'``.
+        extra: A full stage table in the mmdet/mmseg/mmpose ``extra`` format; overrides
+            ``arch``. Any branch width may change from stage to stage.
+        representation: ``'branches'``, ``'v1'``, ``'v2'`` or ``'v2p'``.
+        in_channels: Input image channels.
+        conv_cfg: mmcv conv config (None: ``nn.Conv2d``).
+        norm_cfg: mmcv norm config; BN (default), SyncBN and GN work.
+        norm_eval: Keep BN layers in eval mode (frozen statistics) during training.
+        frozen_stages: -1 freezes nothing; 0 the stem; k in 1..4 also stages 1..k and the
+            transitions out of them (weights and BN statistics).
+        with_cp: Gradient checkpointing of every residual block (and of the pyramid convs).
+        zero_init_residual: Zero the last norm of every residual block at initialisation, so
+            each block starts as the identity. Not applied when loading pretrained weights.
+        upsample_mode: How fusion brings low-resolution maps up: ``'nearest'`` (official code,
+            mmdet, mmpose) or ``'bilinear'`` (mmseg). Always to the exact target size.
+        align_corners: For bilinear resizing in fusion and in the V2 concatenation.
+        out_channels: ``'v2p'`` only: width of each pyramid level (default 256).
+        num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
+        pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
+        init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
+
+    Example:
+        >>> model = HRNetV2(arch='w18', representation='branches').eval()
+        >>> outs = model(torch.rand(1, 3, 64, 64))
+        >>> [tuple(o.shape) for o in outs]
+        [(1, 18, 16, 16), (1, 36, 8, 8), (1, 72, 4, 4), (1, 144, 2, 2)]
+        >>> model.feature_info
+        (FeatureInfo(channels=18, stride=4), FeatureInfo(channels=36, stride=8), \
+FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
+        >>> HRNetV2(arch='w18', representation='v2')(torch.rand(1, 3, 64, 64))[0].shape
+        torch.Size([1, 270, 16, 16])
+    """
+
+    def __init__(self,
+                 arch: str = 'w32',
+                 extra: Optional[dict] = None,
+                 representation: str = 'branches',
+                 in_channels: int = 3,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None,
+                 norm_eval: bool = False,
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = False,
+                 upsample_mode: str = 'nearest',
+                 align_corners: bool = False,
+                 out_channels: Optional[int] = None,
+                 num_outs: Optional[int] = None,
+                 pooling_type: Optional[str] = None,
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        if init_cfg is None:
+            init_cfg = [dict(type='Kaiming', layer='Conv2d'),
+                        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+        super().__init__(copy.deepcopy(init_cfg))
+        self.arch = get_arch(arch, extra)
+        self._check_args(representation, in_channels, frozen_stages, upsample_mode,
+                         out_channels, num_outs, pooling_type)
+        self.representation = representation
+        self.in_channels = in_channels
+        self.conv_cfg = copy.deepcopy(conv_cfg)
+        self.norm_cfg = copy.deepcopy(norm_cfg) if norm_cfg else dict(type='BN')
+        self.norm_eval = norm_eval
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+        self.zero_init_residual = zero_init_residual
+        self.upsample_mode = upsample_mode
+        self.align_corners = align_corners
+
+        self._build_stem(in_channels)
+        branch_channels = self._build_stages()
+        self.feature_info = self._build_representation(branch_channels, out_channels, num_outs,
+                                                       pooling_type)
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ building
+    def _check_args(self, representation: str, in_channels: int, frozen_stages: int,
+                    upsample_mode: str, out_channels: Optional[int], num_outs: Optional[int],
+                    pooling_type: Optional[str]) -> None:
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f'representation={representation!r} is not known; allowed: '
+                             f'{list(REPRESENTATIONS)}')
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels={in_channels!r}: must be a positive int')
+        if frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
+            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range; allowed: -1 '
+                             f'(nothing), 0 (stem) to {len(STAGE_NAMES)}')
+        if upsample_mode not in UPSAMPLE_MODES:
+            raise ValueError(f'upsample_mode={upsample_mode!r} is not known; allowed: '
+                             f'{list(UPSAMPLE_MODES)}')
+        if self.arch['stage4'].get('multiscale_output', True) is False and representation != 'v1':
+            raise ValueError('extra.stage4.multiscale_output=False computes only the stride-4 '
+                             f"output: use representation='v1', not {representation!r}")
+        pyramid_args = dict(out_channels=out_channels, num_outs=num_outs,
+                            pooling_type=pooling_type)
+        if representation != 'v2p':
+            given = [k for k, v in pyramid_args.items() if v is not None]
+            if given:
+                raise ValueError(f'{given} only apply to representation=\'v2p\', not '
+                                 f'{representation!r}')
+            return
+        for key in ('out_channels', 'num_outs'):
+            value = pyramid_args[key]
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f'{key}={value!r}: must be a positive int')
+        if pooling_type is not None and pooling_type not in POOLING_TYPES:
+            raise ValueError(f'pooling_type={pooling_type!r} is not known; allowed: '
+                             f'{list(POOLING_TYPES)}')
+
+    def _build_stem(self, in_channels: int) -> None:
+        """Two strided 3x3 convs to stride 4 (``conv1``, ``bn1``, ``conv2``, ``bn2``)."""
+        self.conv1 = build_conv_layer(self.conv_cfg, in_channels, STEM_CHANNELS, 3, stride=2,
+                                      padding=1, bias=False)
+        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, STEM_CHANNELS, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.conv2 = build_conv_layer(self.conv_cfg, STEM_CHANNELS, STEM_CHANNELS, 3, stride=2,
+                                      padding=1, bias=False)
+        self.norm2_name, norm2 = build_norm_layer(self.norm_cfg, STEM_CHANNELS, postfix=2)
+        self.add_module(self.norm2_name, norm2)
+        self.relu = nn.ReLU(inplace=True)
+
+    def _build_stages(self) -> List[int]:
+        """``layer1``, then ``transition{k-1}`` and ``stage{k}`` for k = 2, 3, 4."""
+        stage1 = self.arch['stage1']
+        block = BLOCKS[stage1['block']]
+        self.layer1 = make_res_layer(block, STEM_CHANNELS, stage1['num_channels'][0],
+                                     stage1['num_blocks'][0], self.conv_cfg, self.norm_cfg,
+                                     self.with_cp)
+        channels = [stage1['num_channels'][0] * block.expansion]
+        for k, name in enumerate(STAGE_NAMES[1:], start=2):
+            cfg = self.arch[name]
+            block = BLOCKS[cfg['block']]
+            cur = [c * block.expansion for c in cfg['num_channels']]
+            self.add_module(f'transition{k - 1}',
+                            make_transition(channels, cur, self.conv_cfg, self.norm_cfg))
+            modules = []
+            for m in range(cfg['num_modules']):
+                is_last = name == STAGE_NAMES[-1] and m == cfg['num_modules'] - 1
+                # V1 keeps only the stride-4 output: the last exchange computes just that.
+                num_outputs = 1 if is_last and self.representation == 'v1' else len(cur)
+                modules.append(
+                    HRModule(block, cfg['num_blocks'], cur, cfg['num_channels'], num_outputs,
+                             conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
+                             with_cp=self.with_cp, upsample_mode=self.upsample_mode,
+                             align_corners=self.align_corners))
+            self.add_module(name, nn.Sequential(*modules))
+            channels = cur
+        return channels
+
+    def _build_representation(self, channels: List[int], out_channels: Optional[int],
+                              num_outs: Optional[int],
+                              pooling_type: Optional[str]) -> Tuple[FeatureInfo, ...]:
+        strides = [4 * 2**i for i in range(len(channels))]
+        if self.representation == 'branches':
+            return tuple(FeatureInfo(c, s) for c, s in zip(channels, strides))
+        if self.representation == 'v1':
+            return (FeatureInfo(channels[0], 4), )
+        if self.representation == 'v2':
+            return (FeatureInfo(sum(channels), 4), )
+        out_channels = out_channels or 256
+        num_outs = num_outs or 5
+        self.pyramid = V2pPyramid(sum(channels), out_channels, num_outs, pooling_type or 'AVG',
+                                  conv_cfg=self.conv_cfg, with_cp=self.with_cp)
+        return tuple(FeatureInfo(out_channels, 4 * 2**i) for i in range(num_outs))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm2(self) -> nn.Module:
+        return getattr(self, self.norm2_name)
+
+    @property
+    def out_channels(self) -> Tuple[int, ...]:
+        """Channels of each output map (from :attr:`feature_info`)."""
+        return tuple(f.channels for f in self.feature_info)
+
+    @property
+    def out_strides(self) -> Tuple[int, ...]:
+        """Stride of each output map (from :attr:`feature_info`)."""
+        return tuple(f.stride for f in self.feature_info)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        """Run the network; returns a tuple of maps as declared by :attr:`feature_info`."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'input of shape {tuple(x.shape)}: expected (N, in_channels='
+                             f'{self.in_channels}, H, W)')
+        x = self.relu(self.norm1(self.conv1(x)))
+        x = self.relu(self.norm2(self.conv2(x)))
+        feats = [self.layer1(x)]
+        for k in range(1, len(STAGE_NAMES)):
+            feats = apply_transition(getattr(self, f'transition{k}'), feats)
+            feats = getattr(self, STAGE_NAMES[k])(feats)
+        if self.representation == 'branches':
+            return tuple(feats)
+        if self.representation == 'v1':
+            return (feats[0], )
+        v2 = concat_upsampled(feats, self.align_corners)
+        if self.representation == 'v2':
+            return (v2, )
+        return self.pyramid(v2)
+
+    # ------------------------------------------------------------------ training state
+    def _frozen_modules(self) -> List[nn.Module]:
+        """Stem for ``frozen_stages >= 0``; stage k and the transition out of it for k <= it."""
+        if self.frozen_stages < 0:
+            return []
+        mods = [self.conv1, self.norm1, self.conv2, self.norm2]
+        for k in range(1, self.frozen_stages + 1):
+            mods.append(self.layer1 if k == 1 else getattr(self, STAGE_NAMES[k - 1]))
+            if k < len(STAGE_NAMES):
+                mods.append(getattr(self, f'transition{k}'))
+        return mods
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'HRNetV2':
+        """Set the training mode, keeping frozen stages (and, with ``norm_eval``, BN) in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def init_weights(self) -> None:
+        """Initialise from ``init_cfg``; then ``zero_init_residual`` unless weights were loaded."""
+        first_time = not self.is_init
+        super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        pretrained = any(c.get('type') == 'Pretrained' for c in cfgs if c)
+        if first_time and self.zero_init_residual and not pretrained:
+            for m in self.modules():
+                if isinstance(m, _ResidualBlock):
+                    constant_init(m.last_norm, 0)

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Install hrnet_mm and the pinned OpenMMLab stack into a virtual environment.
+#
+#   bash tools/install.sh            # into .venv at the repository root
+#   bash tools/install.sh /path/venv # or anywhere else (HRNET_MM_VENV works too)
+#
+# Re-running is cheap: every step is skipped when what it installs is already there.
+# Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt wheels, default
+# ../shared/wheels), MMCV_BUILD_JOBS (parallel compile jobs for the mmcv source build).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${1:-${HRNET_MM_VENV:-$ROOT/.venv}}
+PYTHON=${PYTHON:-python3.11}
+WHEELS=${HRNET_MM_WHEELS:-$ROOT/../shared/wheels}
+MMCV_VERSION=2.1.0
+XTCOCOTOOLS_VERSION=1.14.3
+
+step() { printf '\n[install] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtual environment $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check)
+
+# torch 2.14 needs setuptools >= 77; mmcv's setup.py and mim need pkg_resources (< 81).
+step "build tools"
+"${PIP[@]}" -q --upgrade pip "setuptools>=77,<81" wheel "cython>=3" numpy ninja
+
+step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
+"${PIP[@]}" -r "$ROOT/requirements/runtime.txt"
+
+# mmcv's dependencies, so that the mmcv install itself can be --no-deps.
+"${PIP[@]}" -q addict packaging pyyaml yapf
+
+have_mmcv_ops() {
+  "$PY" - <<PYEOF 2>/dev/null
+import mmcv, mmcv.ops
+assert mmcv.__version__ == "$MMCV_VERSION", mmcv.__version__
+from mmcv.ops import RoIAlign, nms  # compiled ops that mmdet needs
+PYEOF
+}
+
+if have_mmcv_ops; then
+  step "mmcv $MMCV_VERSION with ops already installed"
+else
+  TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  TORCH=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
+  WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
+  if [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && [ "$(uname -m)" = x86_64 ]; then
+    # The shared wheel is a build cache made for exactly torch 2.14.1 / this Python.
+    step "mmcv $MMCV_VERSION from prebuilt wheel $WHEEL"
+    "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
+  else
+    step "building mmcv $MMCV_VERSION with its ops from source (about 10 minutes on 2 cores)"
+    SRC=$(mktemp -d)
+    trap 'rm -rf "$SRC"' EXIT
+    "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary mmcv \
+      --no-build-isolation "mmcv==$MMCV_VERSION" -d "$SRC"
+    tar -xzf "$SRC"/mmcv-$MMCV_VERSION.tar.gz -C "$SRC"
+    # torch >= 2.14 headers need C++20; mmcv 2.1.0's setup.py hard-codes -std=c++17.
+    if "$PY" -c 'import sys, torch; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 14))'; then
+      sed -i 's/-std=c++17/-std=c++20/g' "$SRC/mmcv-$MMCV_VERSION/setup.py"
+    fi
+    (cd "$SRC/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc)} \
+      "${PIP[@]}" --no-deps --no-build-isolation .)
+  fi
+  have_mmcv_ops || { echo "[install] mmcv $MMCV_VERSION ops do not import" >&2; exit 1; }
+fi
+
+# xtcocotools' published wheels are built against numpy 1 and crash under numpy 2.
+if "$PY" -c "import xtcocotools, xtcocotools.mask" 2>/dev/null; then
+  step "xtcocotools already installed"
+else
+  step "building xtcocotools $XTCOCOTOOLS_VERSION from source against this numpy"
+  "${PIP[@]}" --no-binary xtcocotools --no-build-isolation "xtcocotools==$XTCOCOTOOLS_VERSION"
+fi
+
+# mmpose declares chumpy, which does not install; its real needs are in runtime.txt.
+step "mmpose (without chumpy)"
+"${PIP[@]}" --no-deps "mmpose==1.3.2"
+
+step "hrnet_mm (editable) and the test tools"
+"${PIP[@]}" -r "$ROOT/requirements/tests.txt"
+"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+
+step "checking the stack"
+"$PY" - <<'PYEOF'
+import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose
+import mmcv.ops, xtcocotools.mask, pycocotools.mask
+import hrnet_mm
+for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, hrnet_mm):
+    print(f"  {m.__name__:12s} {m.__version__}")
+PYEOF
+step "done: activate with 'source $VENV/bin/activate'"
