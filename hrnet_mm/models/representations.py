@@ -75,6 +75,12 @@ class V2pPyramid(BaseModule):
         return layer(x)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        coarsest = 2**(len(self.fpn_convs) - 1)
+        if min(x.shape[-2:]) < coarsest:
+            raise ValueError(
+                f'the V2 map is {tuple(x.shape[-2:])}, too small for num_outs='
+                f'{len(self.fpn_convs)} pyramid levels (pooling by {coarsest}): feed an input '
+                f'of at least {4 * coarsest}x{4 * coarsest} or lower num_outs')
         x = self._run(self.reduction_conv, x)
         levels: List[torch.Tensor] = [x]
         for i in range(1, len(self.fpn_convs)):

@@ -1,0 +1,93 @@
+"""With the same weights, HRNetV2 computes what the mmdet / mmseg / mmpose HRNets compute.
+
+Each reference model gets random weights (BN statistics included); its state_dict loads
+strictly into HRNetV2, and the outputs (eval, fp32) agree within 1e-5.
+"""
+import pytest
+import torch
+from helpers import max_abs_diff, randomize
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.models import get_arch
+
+ATOL = 1e-5
+ARCHS = ['w18_small_v1', 'w18']
+
+
+def _reference(model):
+    # The reference train()/eval() of mmdet and mmseg return None, so no chaining.
+    randomize(model)
+    model.eval()
+    return model
+
+
+def _load_strict(ours: HRNetV2, state_dict: dict) -> HRNetV2:
+    result = ours.load_state_dict(state_dict, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    return ours.eval()
+
+
+def _input(h=128, w=96, seed=1):
+    return torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_branches_equal_mmdet_hrnet(arch):
+    from mmdet.models.backbones import HRNet
+    ref = _reference(HRNet(extra=get_arch(arch)))
+    ours = _load_strict(HRNetV2(arch=arch, representation='branches'), ref.state_dict())
+    x = _input()
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert len(got) == 4
+    assert max_abs_diff(expected, got) <= ATOL
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_v2p_equals_mmdet_hrnet_hrfpn(arch):
+    from mmdet.models.backbones import HRNet
+    from mmdet.models.necks import HRFPN
+    table = get_arch(arch)
+    ref = _reference(HRNet(extra=table))
+    neck = _reference(HRFPN(in_channels=table['stage4']['num_channels'], out_channels=64))
+    state = dict(ref.state_dict())
+    state.update({f'pyramid.{k}': v for k, v in neck.state_dict().items()})
+    ours = _load_strict(HRNetV2(arch=arch, representation='v2p', out_channels=64), state)
+    x = _input()
+    with torch.no_grad():
+        expected, got = neck(ref(x)), ours(x)
+    assert len(got) == 5
+    assert max_abs_diff(expected, got) <= ATOL
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_v2_equals_mmseg_hrnet_resize_concat(arch):
+    from mmseg.models.backbones import HRNet
+    from mmseg.models.utils import resize
+    ref = _reference(HRNet(extra=get_arch(arch)))
+    ours = _load_strict(HRNetV2(arch=arch, representation='v2', upsample_mode='bilinear'),
+                        ref.state_dict())
+    x = _input()
+    with torch.no_grad():
+        feats = ref(x)
+        # mmseg's BaseDecodeHead._transform_inputs with input_transform='resize_concat'
+        expected = torch.cat([resize(f, size=feats[0].shape[2:], mode='bilinear',
+                                     align_corners=False) for f in feats], dim=1)
+        got = ours(x)
+    assert len(got) == 1
+    assert max_abs_diff([expected], got) <= ATOL
+
+
+@pytest.mark.parametrize('arch', ARCHS)
+def test_v1_equals_mmpose_hrnet(arch):
+    from mmpose.models.backbones import HRNet
+    table = get_arch(arch)
+    table['stage4']['multiscale_output'] = False  # mmpose's default, spelled out
+    ref = _reference(HRNet(extra=table))
+    ours = _load_strict(HRNetV2(arch=arch, representation='v1'), ref.state_dict())
+    x = _input(128, 96)
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert len(expected) == len(got) == 1
+    assert max_abs_diff(expected, got) <= ATOL
+

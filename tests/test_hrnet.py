@@ -1,0 +1,347 @@
+"""HRNetV2 behaviour: shapes, declared outputs, parameter counts, training state, errors."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from helpers import max_abs_diff, randomize
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.models import get_arch
+from hrnet_mm.models.blocks import BasicBlock, Bottleneck
+
+ARCHS = ['w18_small_v1', 'w18_small_v2', 'w18', 'w30', 'w32', 'w40', 'w44', 'w48', 'w64']
+REPRESENTATIONS = ['branches', 'v1', 'v2', 'v2p']
+
+
+def _widths(arch):
+    return get_arch(arch)['stage4']['num_channels']
+
+
+def _expected_shapes(arch, representation, n, h, w, out_channels=256, num_outs=5):
+    """What each representation must return, from the paper's definitions."""
+    c = _widths(arch)
+    sizes = [(h, w)]  # stride-4 size after two stride-2 convs (k3, p1): ceil halving twice
+    for _ in range(2):
+        sizes[0] = ((sizes[0][0] + 1) // 2, (sizes[0][1] + 1) // 2)
+    for _ in range(3):
+        sizes.append(((sizes[-1][0] + 1) // 2, (sizes[-1][1] + 1) // 2))
+    if representation == 'branches':
+        return [(n, ci, *s) for ci, s in zip(c, sizes)]
+    if representation == 'v1':
+        return [(n, c[0], *sizes[0])]
+    if representation == 'v2':
+        return [(n, sum(c), *sizes[0])]
+    h4, w4 = sizes[0]
+    return [(n, out_channels, h4 // 2**i, w4 // 2**i) for i in range(num_outs)]
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+@pytest.mark.parametrize('arch', ARCHS)
+def test_shapes_and_declared_outputs(arch, representation):
+    model = HRNetV2(arch=arch, representation=representation).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 64, 96))
+    assert isinstance(outs, tuple)
+    assert [tuple(o.shape) for o in outs] == _expected_shapes(arch, representation, 1, 64, 96)
+    # The declaration matches what comes out: channels, and stride relative to the input.
+    assert model.out_channels == tuple(o.shape[1] for o in outs)
+    assert model.out_strides == tuple(64 // o.shape[2] for o in outs)
+    assert [(f.channels, f.stride) for f in model.feature_info] == list(
+        zip(model.out_channels, model.out_strides))
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+@pytest.mark.parametrize('size', [(250, 330), (97, 65), (67, 99)])
+def test_odd_input_sizes(representation, size):
+    model = HRNetV2(arch='w18_small_v1', representation=representation).eval()
+    with torch.no_grad():
+        outs = model(torch.rand(2, 3, *size))
+    assert [tuple(o.shape) for o in outs] == _expected_shapes('w18_small_v1', representation,
+                                                              2, *size)
+
+
+def test_bilinear_fusion_odd_size_and_differs_from_nearest():
+    torch.manual_seed(0)
+    nearest = randomize(HRNetV2(arch='w18_small_v1')).eval()
+    bilinear = HRNetV2(arch='w18_small_v1', upsample_mode='bilinear').eval()
+    bilinear.load_state_dict(nearest.state_dict())
+    x = torch.rand(1, 3, 250, 330)
+    with torch.no_grad():
+        a, b = nearest(x), bilinear(x)
+    assert [o.shape for o in a] == [o.shape for o in b]
+    assert max_abs_diff(a, b) > 1e-3  # the mode really is used
+
+
+def test_v2p_options():
+    model = HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32, num_outs=3,
+                    pooling_type='MAX').eval()
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(1, 32, 16, 16), (1, 32, 8, 8), (1, 32, 4, 4)]
+    assert model.out_strides == (4, 8, 16)
+    assert model.pyramid.pool is torch.nn.functional.max_pool2d
+
+
+def test_v2p_input_too_small_for_the_pyramid_says_so():
+    model = HRNetV2(arch='w18_small_v1', representation='v2p').eval()
+    with pytest.raises(ValueError, match=r'the V2 map is \(9, 9\), too small for num_outs=5 '
+                       r'pyramid levels \(pooling by 16\): feed an input of at least 64x64'):
+        model(torch.rand(1, 3, 33, 35))
+    small = HRNetV2(arch='w18_small_v1', representation='v2p', num_outs=3).eval()
+    assert [o.shape[-1] for o in small(torch.rand(1, 3, 33, 35))] == [9, 4, 2]
+
+
+def test_custom_table_changes_branch_widths():
+    table = get_arch('w18_small_v1')
+    table['stage3']['num_channels'] = [24, 40, 64]
+    table['stage4'].update(num_channels=[24, 48, 64, 128], block='BOTTLENECK')
+    model = HRNetV2(extra=table).eval()
+    # Existing branches whose width changes get their own transition conv.
+    assert isinstance(model.transition2[0], nn.Sequential)
+    assert isinstance(model.transition2[1], nn.Sequential)
+    with torch.no_grad():
+        outs = model(torch.rand(1, 3, 64, 64))
+    assert model.out_channels == (96, 192, 256, 512)  # Bottleneck: 4x the table's widths
+    assert [o.shape[1] for o in outs] == [96, 192, 256, 512]
+
+
+def _params(model):
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+@pytest.mark.parametrize('arch, expected', [('w18', 9.56), ('w32', 29.31), ('w40', 45.52),
+                                            ('w48', 65.33)])
+def test_backbone_parameter_counts(arch, expected):
+    assert _params(HRNetV2(arch=arch)) == pytest.approx(expected, abs=0.01)
+
+
+@pytest.mark.parametrize('arch, expected', [('w32', 28.54), ('w48', 63.60)])
+def test_pose_parameter_counts(arch, expected):
+    """SimpleBaseline-style top-down pose net: V1 + mmpose's 1x1 heatmap head (17 joints)."""
+    from mmpose.models.heads import HeatmapHead
+    backbone = HRNetV2(arch=arch, representation='v1')
+    head = HeatmapHead(in_channels=backbone.out_channels[0], out_channels=17,
+                       deconv_out_channels=None)
+    assert _params(backbone) + _params(head) == pytest.approx(expected, abs=0.01)
+
+
+def test_segmentation_parameter_count():
+    """HRNetV2-W48 + mmseg's FCN head as in the paper: 1x1 conv 720->720, BN, ReLU, 1x1->19."""
+    from mmseg.models.decode_heads import FCNHead
+    backbone = HRNetV2(arch='w48', representation='v2')
+    head = FCNHead(in_channels=720, channels=720, kernel_size=1, num_convs=1, concat_input=False,
+                   num_classes=19, norm_cfg=dict(type='BN'))
+    assert _params(backbone) + _params(head) == pytest.approx(65.86, abs=0.01)
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_every_parameter_is_used(representation):
+    """V1's last module computes only the stride-4 output: no parameter is left without grad."""
+    model = HRNetV2(arch='w18_small_v1', representation=representation)
+    sum(o.mean() for o in model(torch.rand(2, 3, 64, 64))).backward()
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+def test_v1_last_module_fuses_into_one_output():
+    model = HRNetV2(arch='w32', representation='v1')
+    assert len(model.stage4[-1].fuse_layers) == 1
+    assert len(model.stage4[0].fuse_layers) == 4
+    assert not any(k.startswith('stage4.2.fuse_layers.1') for k in model.state_dict())
+
+
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 3, 4])
+def test_frozen_stages_freeze_weights_and_bn_statistics(frozen_stages):
+    model = HRNetV2(arch='w18_small_v1', frozen_stages=frozen_stages)
+    frozen_prefixes = (['conv1', 'bn1', 'conv2', 'bn2'] if frozen_stages >= 0 else [])
+    frozen_prefixes += ['layer1', 'transition1'][:2 * (frozen_stages >= 1)]
+    for k in range(2, frozen_stages + 1):
+        frozen_prefixes += [f'stage{k}'] + ([f'transition{k}'] if k < 4 else [])
+    is_frozen = lambda name: name.split('.')[0] in frozen_prefixes  # noqa: E731
+
+    model.train()
+    before = copy.deepcopy(model.state_dict())
+    model(torch.rand(2, 3, 64, 64))
+    after = model.state_dict()
+    for name, p in model.named_parameters():
+        assert p.requires_grad == (not is_frozen(name)), name
+    for name, buf in after.items():
+        if name.endswith('running_mean'):
+            changed = not torch.equal(before[name], buf)
+            assert changed == (not is_frozen(name)), name
+    for name, m in model.named_modules():
+        if isinstance(m, _BatchNorm):
+            assert m.training == (not is_frozen(name)), name
+
+
+def test_norm_eval_keeps_bn_in_eval_and_statistics_fixed():
+    model = HRNetV2(arch='w18_small_v1', norm_eval=True)
+    assert model.train() is model
+    assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
+    before = copy.deepcopy(model.state_dict())
+    model(torch.rand(2, 3, 64, 64))
+    for name, buf in model.state_dict().items():
+        if 'running' in name:
+            assert torch.equal(before[name], buf), name
+    # ... while the parameters still train
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize('representation', ['branches', 'v2p'])
+def test_with_cp_gives_same_outputs_and_gradients(representation):
+    plain = randomize(HRNetV2(arch='w18_small_v1', representation=representation))
+    ckpt = HRNetV2(arch='w18_small_v1', representation=representation, with_cp=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64)
+    outs = []
+    for model in (plain, ckpt):
+        model.train()
+        y = model(x)
+        sum((o * o).mean() for o in y).backward()
+        outs.append(y)
+    assert max_abs_diff(outs[0], outs[1]) <= 1e-5
+    grads = [[p.grad for p in m.parameters()] for m in (plain, ckpt)]
+    assert max_abs_diff(*grads) <= 1e-5
+    # checkpointing is really on: the blocks hold the flag
+    assert all(b.with_cp for b in ckpt.modules() if isinstance(b, (BasicBlock, Bottleneck)))
+
+
+def test_zero_init_residual_zeroes_last_norm_so_blocks_start_as_identity():
+    model = HRNetV2(arch='w18_small_v1', zero_init_residual=True)
+    model.init_weights()
+    blocks = [m for m in model.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+    assert len(blocks) == 1 + 2 * 2 + 3 * 2 + 4 * 2  # layer1, then 2 blocks per branch
+    for b in blocks:
+        assert torch.count_nonzero(b.last_norm.weight) == 0
+        assert torch.count_nonzero(b.last_norm.bias) == 0
+        # the other norms keep the default init (weight 1)
+        assert torch.all(getattr(b, b.norm1_name).weight == 1)
+    block = model.stage2[0].branches[0][1]  # a BasicBlock without projection
+    x = torch.randn(1, 16, 8, 8)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(block(x), torch.relu(x))
+
+
+def test_without_zero_init_residual_last_norm_is_one():
+    model = HRNetV2(arch='w18_small_v1')
+    model.init_weights()
+    assert all(torch.all(b.last_norm.weight == 1) for b in model.modules()
+               if isinstance(b, (BasicBlock, Bottleneck)))
+
+
+def test_zero_init_residual_does_not_touch_pretrained_weights(tmp_path):
+    src = randomize(HRNetV2(arch='w18_small_v1'))
+    path = tmp_path / 'w.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in src.state_dict().items()}}, path)
+    model = HRNetV2(arch='w18_small_v1', zero_init_residual=True,
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+@pytest.mark.parametrize('norm_cfg, norm_type', [
+    (dict(type='SyncBN'), nn.SyncBatchNorm),
+    (dict(type='GN', num_groups=16), nn.GroupNorm),
+    (dict(type='BN', requires_grad=False), nn.BatchNorm2d),
+])
+def test_norm_layers(norm_cfg, norm_type):
+    model = HRNetV2(arch='w32', norm_cfg=norm_cfg)
+    norms = [m for m in model.modules() if isinstance(m, (_BatchNorm, nn.GroupNorm))]
+    assert norms and all(isinstance(m, norm_type) for m in norms)
+    if norm_type is nn.GroupNorm:
+        assert 'gn1.weight' in model.state_dict() and model.gn1.num_groups == 16
+        with torch.no_grad():
+            assert model.eval()(torch.rand(1, 3, 64, 64))[0].shape == (1, 32, 16, 16)
+    if norm_cfg.get('requires_grad') is False:
+        assert not any(p.requires_grad for m in norms for p in m.parameters())
+
+
+def test_conv_cfg_is_used():
+    from mmcv.ops import DeformConv2dPack  # noqa: F401  (any registered conv type would do)
+    model = HRNetV2(arch='w18_small_v1', conv_cfg=dict(type='Conv2d'))
+    assert isinstance(model.conv1, nn.Conv2d)
+
+
+def test_in_channels():
+    model = HRNetV2(arch='w18_small_v1', in_channels=1).eval()
+    assert model.conv1.in_channels == 1
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 32, 32))[0].shape == (1, 16, 8, 8)
+
+
+def test_pretrained_with_prefix_loads(tmp_path):
+    src = randomize(HRNetV2(arch='w18_small_v1', representation='v2p'))
+    state = {f'backbone.{k}': v for k, v in src.state_dict().items()}
+    state['head.fc.weight'] = torch.zeros(1)  # other prefixes are not the backbone's business
+    path = tmp_path / 'ckpt.pth'
+    torch.save({'state_dict': state, 'meta': {}}, path)
+    model = HRNetV2(arch='w18_small_v1', representation='v2p',
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model.init_weights()
+    for k, v in src.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize('kwargs, pattern', [
+    (dict(arch='w33'), r"arch='w33' is not known; allowed: \["),
+    (dict(representation='v3'),
+     r"representation='v3' is not known; allowed: \['branches', 'v1', 'v2', 'v2p'\]"),
+    (dict(frozen_stages=5), r'frozen_stages=5 is out of range; allowed: -1 .* to 4'),
+    (dict(frozen_stages=-2), r'frozen_stages=-2 is out of range'),
+    (dict(upsample_mode='bicubic'),
+     r"upsample_mode='bicubic' is not known; allowed: \['nearest', 'bilinear'\]"),
+    (dict(in_channels=0), r'in_channels=0: must be a positive int'),
+    (dict(representation='v2', out_channels=128),
+     r"\['out_channels'\] only apply to representation='v2p', not 'v2'"),
+    (dict(representation='v2p', pooling_type='MIN'),
+     r"pooling_type='MIN' is not known; allowed: \['AVG', 'MAX'\]"),
+    (dict(representation='v2p', num_outs=0), r'num_outs=0: must be a positive int'),
+    (dict(extra={'stage1': {}}), r"extra: missing \['stage2', 'stage3', 'stage4'\]"),
+])
+def test_bad_config_raises_at_build(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        HRNetV2(**{'arch': 'w18_small_v1', **kwargs})
+
+
+def test_multiscale_output_false_needs_v1():
+    table = get_arch('w18_small_v1')
+    table['stage4']['multiscale_output'] = False
+    with pytest.raises(ValueError, match=r"multiscale_output=False .* use representation='v1'"):
+        HRNetV2(extra=table)
+    assert HRNetV2(extra=table, representation='v1').out_channels == (16, )
+
+
+@pytest.mark.parametrize('shape', [(1, 1, 64, 64), (1, 4, 64, 64), (3, 64, 64)])
+def test_wrong_input_raises(shape):
+    model = HRNetV2(arch='w18_small_v1').eval()
+    with pytest.raises(ValueError, match=r'input of shape .*: expected \(N, in_channels=3, H, W\)'):
+        model(torch.rand(*shape))
+
+
+# ---------------------------------------------------------------------- compile / layout
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_compiles_fullgraph(representation):
+    """Dynamo traces the whole model as one graph (no graph breaks) for every representation."""
+    torch._dynamo.reset()
+    model = randomize(HRNetV2(arch='w18_small_v1', representation=representation)).eval()
+    compiled = torch.compile(model, fullgraph=True, backend='eager')
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(model(x), compiled(x)) <= 1e-5
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_channels_last(representation):
+    model = randomize(HRNetV2(arch='w18_small_v1', representation=representation)).eval()
+    x = torch.rand(2, 3, 61, 83)
+    with torch.no_grad():
+        expected = model(x)
+        model = model.to(memory_format=torch.channels_last)
+        got = model(x.contiguous(memory_format=torch.channels_last))
+    assert max_abs_diff(expected, got) <= 1e-4
+    assert got[0].is_contiguous(memory_format=torch.channels_last)
