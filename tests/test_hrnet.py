@@ -286,6 +286,14 @@ def test_pretrained_with_prefix_loads(tmp_path):
         assert torch.equal(model.state_dict()[k], v), k
 
 
+def test_pretrained_argument_is_an_init_cfg():
+    model = HRNetV2(arch='w18_small_v1', pretrained='ckpt.pth')
+    assert model.init_cfg == dict(type='Pretrained', checkpoint='ckpt.pth')
+    with pytest.raises(ValueError, match=r"pretrained='ckpt.pth' and init_cfg=.*give one"):
+        HRNetV2(arch='w18_small_v1', pretrained='ckpt.pth',
+                init_cfg=dict(type='Pretrained', checkpoint='other.pth'))
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize('kwargs, pattern', [
     (dict(arch='w33'), r"arch='w33' is not known; allowed: \["),

@@ -57,6 +57,8 @@ class HRNetV2(BaseModule):
         num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
         pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
         init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
+        pretrained: Deprecated spelling of ``init_cfg=dict(type='Pretrained',
+            checkpoint=pretrained)``, accepted because mmseg's segmentors pass it down.
 
     Example:
         >>> model = HRNetV2(arch='w18', representation='branches').eval()
@@ -86,7 +88,15 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  out_channels: Optional[int] = None,
                  num_outs: Optional[int] = None,
                  pooling_type: Optional[str] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = None,
+                 pretrained: Optional[str] = None) -> None:
+        if pretrained is not None:
+            # mmseg's EncoderDecoder passes a model-level ``pretrained=`` down to the backbone.
+            if init_cfg is not None:
+                raise ValueError(f'pretrained={pretrained!r} and init_cfg={init_cfg!r}: give '
+                                 'one of them (init_cfg=dict(type=\'Pretrained\', ...) is '
+                                 'preferred)')
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
             init_cfg = [dict(type='Kaiming', layer='Conv2d'),
                         dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
