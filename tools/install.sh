@@ -23,7 +23,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip install --disable-pip-version-check)
+# Every install is held to the exact versions the test suite passed with.
+PIP=("$PY" -m pip install --disable-pip-version-check -c "$ROOT/requirements/constraints.txt")
 
 # torch 2.14 needs setuptools >= 77; mmcv's setup.py and mim need pkg_resources (< 81).
 step "build tools"
@@ -58,6 +59,7 @@ else
     SRC=$(mktemp -d)
     trap 'rm -rf "$SRC"' EXIT
     "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary mmcv \
+      -c "$ROOT/requirements/constraints.txt" \
       --no-build-isolation "mmcv==$MMCV_VERSION" -d "$SRC"
     tar -xzf "$SRC"/mmcv-$MMCV_VERSION.tar.gz -C "$SRC"
     # torch >= 2.14 headers need C++20; mmcv 2.1.0's setup.py hard-codes -std=c++17.
