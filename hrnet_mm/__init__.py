@@ -8,6 +8,11 @@ through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)`
 from .models import HRNetV2
 from .registry import MODELS, register_into_libraries
 from .version import __version__
+from .weights import allow_mmengine_checkpoints
+
+# torch >= 2.6 loads with weights_only=True: allow the few types mmengine writes, so that
+# mmengine's own loading (resume, load_from) works on its checkpoints, and nothing more.
+allow_mmengine_checkpoints()
 
 MODELS.register_module(name='HRNetV2', module=HRNetV2, force=True)
 #: The libraries HRNetV2 was registered into at import.

@@ -36,3 +36,13 @@ def max_abs_diff(a, b) -> float:
         diffs.append((x - y).abs().max().item())
     return max(diffs)
 
+
+
+def fcn_head(in_channels, channels, num_classes=19, **kwargs):
+    """mmseg's FCNHead as the paper's segmentation head: one 1x1 conv + BN + ReLU, classifier."""
+    from mmengine.registry import DefaultScope
+    from mmseg.models.decode_heads import FCNHead
+    with DefaultScope.overwrite_default_scope('mmseg'):  # its loss is built by scope
+        return FCNHead(in_channels=in_channels, channels=channels, kernel_size=1, num_convs=1,
+                       concat_input=False, num_classes=num_classes, norm_cfg=dict(type='BN'),
+                       **kwargs)

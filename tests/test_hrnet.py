@@ -4,15 +4,16 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from helpers import max_abs_diff, randomize
+from helpers import fcn_head, max_abs_diff, randomize
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
-from hrnet_mm.models import get_arch
+from hrnet_mm.models import FeatureInfo, get_arch
 from hrnet_mm.models.blocks import BasicBlock, Bottleneck
 
 ARCHS = ['w18_small_v1', 'w18_small_v2', 'w18', 'w30', 'w32', 'w40', 'w44', 'w48', 'w64']
-REPRESENTATIONS = ['branches', 'v1', 'v2', 'v2p']
+REPRESENTATIONS = ['branches', 'v1', 'v2', 'v2p']  # the spatial ones
+ALL_REPRESENTATIONS = REPRESENTATIONS + ['cls']
 
 
 def _widths(arch):
@@ -129,14 +130,39 @@ def test_pose_parameter_counts(arch, expected):
 
 def test_segmentation_parameter_count():
     """HRNetV2-W48 + mmseg's FCN head as in the paper: 1x1 conv 720->720, BN, ReLU, 1x1->19."""
-    from mmseg.models.decode_heads import FCNHead
     backbone = HRNetV2(arch='w48', representation='v2')
-    head = FCNHead(in_channels=720, channels=720, kernel_size=1, num_convs=1, concat_input=False,
-                   num_classes=19, norm_cfg=dict(type='BN'))
+    head = fcn_head(720, 720, num_classes=19)
     assert _params(backbone) + _params(head) == pytest.approx(65.86, abs=0.01)
 
 
-@pytest.mark.parametrize('representation', REPRESENTATIONS)
+@pytest.mark.parametrize('arch', ['w18_small_v1', 'w32'])
+def test_cls_gives_logits(arch):
+    model = HRNetV2(arch=arch, representation='cls', num_classes=10).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 64, 80))
+    assert len(logits) == 1 and logits[0].shape == (2, 10)
+    assert model.feature_info == (FeatureInfo(10, None), )
+    assert HRNetV2(arch=arch, representation='cls').out_channels == (1000, )
+    # the official head: 128/256/512/1024-wide Bottlenecks, 2048 features
+    assert [m[0].conv3.out_channels for m in model.incre_modules] == [128, 256, 512, 1024]
+    assert model.classifier.in_features == 2048
+
+
+def test_cls_needs_four_branches():
+    table = get_arch('w18_small_v1')
+    table['stage4'].update(num_branches=3, num_blocks=[2, 2, 2], num_channels=[16, 32, 64])
+    assert HRNetV2(extra=table).out_channels == (16, 32, 64)
+    with pytest.raises(ValueError, match=r"representation='cls' needs 4 branches, the stage "
+                       r'table has 3'):
+        HRNetV2(extra=table, representation='cls')
+
+
+def test_cls_parameter_count_is_the_official_classifier():
+    """HRNet-W18-C has 21.3M parameters (HRNet-Image-Classification's table)."""
+    assert _params(HRNetV2(arch='w18', representation='cls')) == pytest.approx(21.3, abs=0.05)
+
+
+@pytest.mark.parametrize('representation', ALL_REPRESENTATIONS)
 def test_every_parameter_is_used(representation):
     """V1's last module computes only the stride-4 output: no parameter is left without grad."""
     model = HRNetV2(arch='w18_small_v1', representation=representation)
@@ -298,17 +324,20 @@ def test_pretrained_argument_is_an_init_cfg():
 @pytest.mark.parametrize('kwargs, pattern', [
     (dict(arch='w33'), r"arch='w33' is not known; allowed: \["),
     (dict(representation='v3'),
-     r"representation='v3' is not known; allowed: \['branches', 'v1', 'v2', 'v2p'\]"),
+     r"representation='v3' is not known; allowed: \['branches', 'v1', 'v2', 'v2p', 'cls'\]"),
     (dict(frozen_stages=5), r'frozen_stages=5 is out of range; allowed: -1 .* to 4'),
     (dict(frozen_stages=-2), r'frozen_stages=-2 is out of range'),
     (dict(upsample_mode='bicubic'),
      r"upsample_mode='bicubic' is not known; allowed: \['nearest', 'bilinear'\]"),
     (dict(in_channels=0), r'in_channels=0: must be a positive int'),
     (dict(representation='v2', out_channels=128),
-     r"\['out_channels'\] only apply to representation='v2p', not 'v2'"),
+     r"out_channels=128 only applies to representation='v2p', not 'v2'"),
     (dict(representation='v2p', pooling_type='MIN'),
      r"pooling_type='MIN' is not known; allowed: \['AVG', 'MAX'\]"),
     (dict(representation='v2p', num_outs=0), r'num_outs=0: must be a positive int'),
+    (dict(representation='v1', num_classes=10),
+     r"num_classes=10 only applies to representation='cls', not 'v1'"),
+    (dict(representation='cls', num_classes=0), r'num_classes=0: must be a positive int'),
     (dict(extra={'stage1': {}}), r"extra: missing \['stage2', 'stage3', 'stage4'\]"),
 ])
 def test_bad_config_raises_at_build(kwargs, pattern):
@@ -332,7 +361,7 @@ def test_wrong_input_raises(shape):
 
 
 # ---------------------------------------------------------------------- compile / layout
-@pytest.mark.parametrize('representation', REPRESENTATIONS)
+@pytest.mark.parametrize('representation', ALL_REPRESENTATIONS)
 def test_compiles_fullgraph(representation):
     """Dynamo traces the whole model as one graph (no graph breaks) for every representation."""
     torch._dynamo.reset()
@@ -343,7 +372,7 @@ def test_compiles_fullgraph(representation):
         assert max_abs_diff(model(x), compiled(x)) <= 1e-5
 
 
-@pytest.mark.parametrize('representation', REPRESENTATIONS)
+@pytest.mark.parametrize('representation', ALL_REPRESENTATIONS)
 def test_channels_last(representation):
     model = randomize(HRNetV2(arch='w18_small_v1', representation=representation)).eval()
     x = torch.rand(2, 3, 61, 83)
@@ -352,4 +381,5 @@ def test_channels_last(representation):
         model = model.to(memory_format=torch.channels_last)
         got = model(x.contiguous(memory_format=torch.channels_last))
     assert max_abs_diff(expected, got) <= 1e-4
-    assert got[0].is_contiguous(memory_format=torch.channels_last)
+    if got[0].dim() == 4:
+        assert got[0].is_contiguous(memory_format=torch.channels_last)

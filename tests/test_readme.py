@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 
 from hrnet_mm import HRNetV2
 
@@ -31,9 +31,10 @@ def test_readme_has_a_snippet_per_library():
 
 def _build(library):
     cfg = Config.fromstring(SNIPPETS[library], file_format='.py')
-    init_default_scope(library)
     import importlib
-    model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    # A scoped default (restored afterwards), as the libraries' runners set it.
+    with DefaultScope.overwrite_default_scope(library):
+        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
     assert type(model.backbone) is HRNetV2
     model.eval()
     return cfg, model

@@ -8,19 +8,21 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..weights import load_pretrained
 from .arch import STAGE_NAMES, get_arch
 from .blocks import BLOCKS, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
-from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid,
-                              concat_upsampled)
+from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid, classify,
+                              concat_upsampled, make_classification_layers)
 
 STEM_CHANNELS = 64
 
 
 class FeatureInfo(NamedTuple):
-    """What one output map is: its channels and its stride relative to the input."""
+    """What one output is: its channels and its stride relative to the input (``None`` for
+    logits, which have no spatial extent)."""
     channels: int
-    stride: int
+    stride: Optional[int]
 
 
 class HRNetV2(BaseModule):
@@ -40,7 +42,8 @@ class HRNetV2(BaseModule):
             ``'w48'``, ``'w64'``.
         extra: A full stage table in the mmdet/mmseg/mmpose ``extra`` format; overrides
             ``arch``. Any branch width may change from stage to stage.
-        representation: ``'branches'``, ``'v1'``, ``'v2'`` or ``'v2p'``.
+        representation: ``'branches'``, ``'v1'``, ``'v2'``, ``'v2p'`` or ``'cls'`` (ImageNet
+            logits; the official / timm classification head).
         in_channels: Input image channels.
         conv_cfg: mmcv conv config (None: ``nn.Conv2d``).
         norm_cfg: mmcv norm config; BN (default), SyncBN and GN work.
@@ -56,6 +59,7 @@ class HRNetV2(BaseModule):
         out_channels: ``'v2p'`` only: width of each pyramid level (default 256).
         num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
         pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
+        num_classes: ``'cls'`` only: classifier outputs (default 1000).
         init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
         pretrained: Deprecated spelling of ``init_cfg=dict(type='Pretrained',
             checkpoint=pretrained)``, accepted because mmseg's segmentors pass it down.
@@ -88,6 +92,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  out_channels: Optional[int] = None,
                  num_outs: Optional[int] = None,
                  pooling_type: Optional[str] = None,
+                 num_classes: Optional[int] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  pretrained: Optional[str] = None) -> None:
         if pretrained is not None:
@@ -102,8 +107,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                         dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
         super().__init__(copy.deepcopy(init_cfg))
         self.arch = get_arch(arch, extra)
-        self._check_args(representation, in_channels, frozen_stages, upsample_mode,
-                         out_channels, num_outs, pooling_type)
+        head_args = dict(out_channels=out_channels, num_outs=num_outs,
+                         pooling_type=pooling_type, num_classes=num_classes)
+        self._check_args(representation, in_channels, frozen_stages, upsample_mode, head_args)
         self.representation = representation
         self.in_channels = in_channels
         self.conv_cfg = copy.deepcopy(conv_cfg)
@@ -117,14 +123,16 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
 
         self._build_stem(in_channels)
         branch_channels = self._build_stages()
-        self.feature_info = self._build_representation(branch_channels, out_channels, num_outs,
-                                                       pooling_type)
+        self.feature_info = self._build_representation(branch_channels, **head_args)
         self._freeze_stages()
 
     # ------------------------------------------------------------------ building
+    # The arguments that only one representation takes.
+    HEAD_ARGS = {'out_channels': 'v2p', 'num_outs': 'v2p', 'pooling_type': 'v2p',
+                 'num_classes': 'cls'}
+
     def _check_args(self, representation: str, in_channels: int, frozen_stages: int,
-                    upsample_mode: str, out_channels: Optional[int], num_outs: Optional[int],
-                    pooling_type: Optional[str]) -> None:
+                    upsample_mode: str, head_args: dict) -> None:
         if representation not in REPRESENTATIONS:
             raise ValueError(f'representation={representation!r} is not known; allowed: '
                              f'{list(REPRESENTATIONS)}')
@@ -139,18 +147,15 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if self.arch['stage4'].get('multiscale_output', True) is False and representation != 'v1':
             raise ValueError('extra.stage4.multiscale_output=False computes only the stride-4 '
                              f"output: use representation='v1', not {representation!r}")
-        pyramid_args = dict(out_channels=out_channels, num_outs=num_outs,
-                            pooling_type=pooling_type)
-        if representation != 'v2p':
-            given = [k for k, v in pyramid_args.items() if v is not None]
-            if given:
-                raise ValueError(f'{given} only apply to representation=\'v2p\', not '
-                                 f'{representation!r}')
-            return
-        for key in ('out_channels', 'num_outs'):
-            value = pyramid_args[key]
-            if value is not None and (not isinstance(value, int) or value < 1):
+        for key, value in head_args.items():
+            owner = self.HEAD_ARGS[key]
+            if value is not None and representation != owner:
+                raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
+                                 f'not {representation!r}')
+            if key != 'pooling_type' and value is not None and (
+                    not isinstance(value, int) or value < 1):
                 raise ValueError(f'{key}={value!r}: must be a positive int')
+        pooling_type = head_args['pooling_type']
         if pooling_type is not None and pooling_type not in POOLING_TYPES:
             raise ValueError(f'pooling_type={pooling_type!r} is not known; allowed: '
                              f'{list(POOLING_TYPES)}')
@@ -196,8 +201,8 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         return channels
 
     def _build_representation(self, channels: List[int], out_channels: Optional[int],
-                              num_outs: Optional[int],
-                              pooling_type: Optional[str]) -> Tuple[FeatureInfo, ...]:
+                              num_outs: Optional[int], pooling_type: Optional[str],
+                              num_classes: Optional[int]) -> Tuple[FeatureInfo, ...]:
         strides = [4 * 2**i for i in range(len(channels))]
         if self.representation == 'branches':
             return tuple(FeatureInfo(c, s) for c, s in zip(channels, strides))
@@ -205,6 +210,13 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             return (FeatureInfo(channels[0], 4), )
         if self.representation == 'v2':
             return (FeatureInfo(sum(channels), 4), )
+        if self.representation == 'cls':
+            num_classes = num_classes or 1000
+            # Official names at the top level, so official / timm ImageNet weights load as-is.
+            for name, module in make_classification_layers(channels, num_classes, self.conv_cfg,
+                                                           self.norm_cfg).items():
+                self.add_module(name, module)
+            return (FeatureInfo(num_classes, None), )
         out_channels = out_channels or 256
         num_outs = num_outs or 5
         self.pyramid = V2pPyramid(sum(channels), out_channels, num_outs, pooling_type or 'AVG',
@@ -226,8 +238,8 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         return tuple(f.channels for f in self.feature_info)
 
     @property
-    def out_strides(self) -> Tuple[int, ...]:
-        """Stride of each output map (from :attr:`feature_info`)."""
+    def out_strides(self) -> Tuple[Optional[int], ...]:
+        """Stride of each output map (from :attr:`feature_info`; ``None`` for logits)."""
         return tuple(f.stride for f in self.feature_info)
 
     # ------------------------------------------------------------------ forward
@@ -246,6 +258,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             return tuple(feats)
         if self.representation == 'v1':
             return (feats[0], )
+        if self.representation == 'cls':
+            return (classify(feats, self.incre_modules, self.downsamp_modules, self.final_layer,
+                             self.classifier), )
         v2 = concat_upsampled(feats, self.align_corners)
         if self.representation == 'v2':
             return (v2, )
@@ -280,12 +295,28 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         return self
 
     def init_weights(self) -> None:
-        """Initialise from ``init_cfg``; then ``zero_init_residual`` unless weights were loaded."""
-        first_time = not self.is_init
-        super().init_weights()
+        """Initialise from ``init_cfg``; then ``zero_init_residual`` unless weights were loaded.
+
+        ``dict(type='Pretrained', checkpoint=..., prefix='backbone.', strict=False)`` is handled
+        by :func:`hrnet_mm.weights.load_pretrained`: any known checkpoint layout (official,
+        timm, mmdet, mmseg, mmpose, mmpretrain) is converted, read with ``weights_only=True``,
+        and missing / unexpected keys are reported by name (``strict=True`` fails on them).
+        """
+        if self.is_init:
+            return super().init_weights()  # mmengine logs that it is already initialised
         cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
-        pretrained = any(c.get('type') == 'Pretrained' for c in cfgs if c)
-        if first_time and self.zero_init_residual and not pretrained:
+        pretrained = [c for c in cfgs if c and c.get('type') == 'Pretrained']
+        own_cfg = self.init_cfg
+        # mmengine runs the other initialisers; the Pretrained ones are ours.
+        self.init_cfg = [c for c in cfgs if c and c.get('type') != 'Pretrained'] or None
+        try:
+            super().init_weights()
+        finally:
+            self.init_cfg = own_cfg
+        for cfg in pretrained:
+            load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix') or 'backbone.',
+                            strict=cfg.get('strict', False))
+        if self.zero_init_residual and not pretrained:
             for m in self.modules():
                 if isinstance(m, _ResidualBlock):
                     constant_init(m.last_norm, 0)

@@ -5,19 +5,21 @@
 - ``'v2'``: every branch resized to stride 4 and concatenated (15C channels, segmentation).
 - ``'v2p'``: V2, a 1x1 reduction, then pooling into a pyramid with a 3x3 conv per level
   (HRNetV2p, detection); parameter names are those of mmdet's ``HRFPN``.
+- ``'cls'``: the paper's ImageNet head on the four branches: logits (official / timm names).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn import ConvModule
+from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 
+from .blocks import Bottleneck, make_res_layer
 from .fusion import resize_to
 
-REPRESENTATIONS = ('branches', 'v1', 'v2', 'v2p')
+REPRESENTATIONS = ('branches', 'v1', 'v2', 'v2p', 'cls')
 POOLING_TYPES = ('AVG', 'MAX')
 
 
@@ -86,3 +88,47 @@ class V2pPyramid(BaseModule):
         for i in range(1, len(self.fpn_convs)):
             levels.append(self.pool(x, kernel_size=2**i, stride=2**i))
         return tuple(self._run(conv, lvl) for conv, lvl in zip(self.fpn_convs, levels))
+
+
+#: Widths (before the x4 Bottleneck expansion) the classification head raises the branches to.
+CLS_HEAD_CHANNELS = (32, 64, 128, 256)
+CLS_FEATURES = 2048
+
+
+def make_classification_layers(in_channels: Sequence[int], num_classes: int,
+                               conv_cfg: Optional[dict], norm_cfg: dict) -> Dict[str, nn.Module]:
+    """The paper's ImageNet head, with the official (and timm) module names.
+
+    ``incre_modules`` (one Bottleneck per branch: 128, 256, 512, 1024 channels),
+    ``downsamp_modules`` (strided 3x3 conv with bias, norm, ReLU, from each branch to the next),
+    ``final_layer`` (1x1 conv with bias to 2048, norm, ReLU) and ``classifier`` (linear).
+    :func:`classify` runs them.
+    """
+    if len(in_channels) != len(CLS_HEAD_CHANNELS):
+        raise ValueError(f"representation='cls' needs {len(CLS_HEAD_CHANNELS)} branches, the "
+                         f'stage table has {len(in_channels)}')
+    widths = [c * Bottleneck.expansion for c in CLS_HEAD_CHANNELS]
+    incre = nn.ModuleList(
+        make_res_layer(Bottleneck, cin, planes, 1, conv_cfg, norm_cfg, with_cp=False)
+        for cin, planes in zip(in_channels, CLS_HEAD_CHANNELS))
+    downsamp = nn.ModuleList(
+        nn.Sequential(
+            build_conv_layer(conv_cfg, cin, cout, 3, stride=2, padding=1, bias=True),
+            build_norm_layer(norm_cfg, cout)[1], nn.ReLU(inplace=True))
+        for cin, cout in zip(widths[:-1], widths[1:]))
+    final = nn.Sequential(
+        build_conv_layer(conv_cfg, widths[-1], CLS_FEATURES, 1, bias=True),
+        build_norm_layer(norm_cfg, CLS_FEATURES)[1], nn.ReLU(inplace=True))
+    return dict(incre_modules=incre, downsamp_modules=downsamp, final_layer=final,
+                classifier=nn.Linear(CLS_FEATURES, num_classes))
+
+
+def classify(feats: Sequence[torch.Tensor], incre_modules: nn.ModuleList,
+             downsamp_modules: nn.ModuleList, final_layer: nn.Module,
+             classifier: nn.Module) -> torch.Tensor:
+    """Raise every branch's width, merge them from high to low resolution, pool, classify."""
+    y = incre_modules[0](feats[0])
+    for incre, down, f in zip(incre_modules[1:], downsamp_modules, feats[1:]):
+        y = incre(f) + down(y)
+    y = final_layer(y)
+    return classifier(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))

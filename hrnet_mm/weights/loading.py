@@ -1,0 +1,180 @@
+"""Safe checkpoint reading, and loading (any known layout) into an HRNetV2.
+
+Every file is read with ``torch.load(weights_only=True)`` plus the allow-list of
+:mod:`.safe_globals`: a checkpoint that needs other code to unpickle is refused, never run.
+Every failure is one line that says what is wrong with which file.
+"""
+import os
+import os.path as osp
+import pickle
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+
+from .layouts import Conversion, branch_widths, convert_state_dict
+from .safe_globals import mmengine_safe_globals
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: truncated, unsafe, or of another architecture."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that would run code (other than allow-listed types) to unpickle."""
+
+
+def openmmlab_url(checkpoint: str) -> str:
+    """The http URL behind an ``open-mmlab://`` / ``openmmlab://`` name (mmengine's table)."""
+    from mmengine.runner.checkpoint import get_deprecated_model_names, get_external_models
+    name = checkpoint.split('://', 1)[1]
+    name = get_deprecated_model_names().get(name, name)
+    urls = get_external_models()
+    if name not in urls:
+        raise CheckpointError(f'{checkpoint}: not in mmengine\'s open-mmlab model table')
+    return urls[name]
+
+
+def resolve(checkpoint: str) -> str:
+    """A local path for ``checkpoint``: http(s) and ``open-mmlab://`` names are downloaded
+    into torch's hub cache (once)."""
+    if checkpoint.startswith(('open-mmlab://', 'openmmlab://')):
+        checkpoint = openmmlab_url(checkpoint)
+    if checkpoint.startswith(('http://', 'https://')):
+        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
+        os.makedirs(cache, exist_ok=True)
+        path = osp.join(cache, osp.basename(checkpoint.split('?')[0]))
+        if not osp.exists(path):
+            torch.hub.download_url_to_file(checkpoint, path, progress=True)
+        return path
+    if '://' in checkpoint:
+        raise CheckpointError(f'{checkpoint}: scheme not read by hrnet_mm (it reads local '
+                              'files, http(s) URLs and open-mmlab:// names): download the '
+                              'file and pass its path')
+    return checkpoint
+
+
+def load_checkpoint_file(checkpoint: str) -> dict:
+    """Read a checkpoint safely.
+
+    Raises:
+        FileNotFoundError: No such file.
+        UnsafeCheckpointError: Unpickling it would need code outside the allow-list.
+        CheckpointError: The file is truncated, empty or not a PyTorch checkpoint.
+    """
+    path = resolve(checkpoint)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'checkpoint not found: {path}')
+    try:
+        with torch.serialization.safe_globals(mmengine_safe_globals()):
+            obj = torch.load(path, map_location='cpu', weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if 'Weights only load failed' in msg:
+            raise UnsafeCheckpointError(
+                f'{path}: refused: unpickling it would call {_refused_global(msg)}, which is '
+                'not allow-listed; checkpoints load with weights_only=True (tensors, '
+                "containers and mmengine's log types only)") from None
+        raise CheckpointError(f'{path}: truncated or not a PyTorch checkpoint '
+                              f'({_first_line(msg)})') from None
+    except Exception as e:  # noqa: BLE001 - torch raises many types on a bad file
+        raise CheckpointError(f'{path}: truncated or not a PyTorch checkpoint '
+                              f'({type(e).__name__}: {_first_line(str(e))})') from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f'{path}: holds a {type(obj).__name__}, not a state dict')
+    return obj
+
+
+def _refused_global(msg: str) -> str:
+    """The code a weights_only load refused to run, from torch's (long) message."""
+    for pattern in (r'Unsupported global: GLOBAL ([\w.]+)', r'unsupported GLOBAL ([\w.]+)',
+                    r'refused (getattr\([^)]*\))'):
+        found = re.search(pattern, msg)
+        if found:
+            return found.group(1)
+    return 'code outside the allow-list'
+
+
+def _first_line(msg: str) -> str:
+    """The first sentence of a (multi-line) message."""
+    return msg.strip().splitlines()[0].split('. ')[0][:200] if msg.strip() else ''
+
+
+@dataclass
+class LoadReport:
+    """What happened when weights were loaded into a model."""
+    layout: str
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    unmapped: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f'layout {self.layout}']
+        for name, keys in (('missing in the checkpoint', self.missing),
+                           ('unexpected (not in the model)', self.unexpected),
+                           ('could not be mapped', self.unmapped)):
+            if keys:
+                parts.append(f'{len(keys)} {name}: {", ".join(keys)}')
+        if len(parts) == 1:
+            parts.append('all keys matched')
+        return '; '.join(parts)
+
+
+def check_shapes(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
+    """One-line error on the first shape mismatch, naming both widths when they differ."""
+    own = model.state_dict()
+    for key, value in state.items():
+        if key in own and own[key].shape != value.shape:
+            theirs, ours = branch_widths(state), branch_widths(own)
+            what = (f'weights of an HRNet with branch widths {theirs} (W{theirs[0]}) into a '
+                    f'model with {ours} (W{ours[0]})' if theirs and ours and theirs != ours
+                    else 'weights of another architecture')
+            raise CheckpointError(
+                f'{source}: {what}; first mismatch {key}: checkpoint '
+                f'{tuple(value.shape)} vs model {tuple(own[key].shape)}')
+
+
+def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = 'backbone.',
+                    strict: bool = False, layout: Optional[str] = None) -> LoadReport:
+    """Load a checkpoint of any known layout into ``model`` (an HRNetV2 or a full model).
+
+    The checkpoint is converted to hrnet_mm's layout first (see
+    :func:`~hrnet_mm.weights.layouts.convert_state_dict`), then the keys under ``prefix``
+    (``'backbone.'`` for a backbone, ``None`` or ``''`` for a full model) are loaded.
+
+    Args:
+        model: The module to load into.
+        checkpoint: A path or an http(s) URL.
+        prefix: Which part of the converted checkpoint to load.
+        strict: Fail on missing or unexpected keys instead of reporting them.
+        layout: Force a source layout instead of detecting it.
+
+    Returns:
+        A :class:`LoadReport`; also logged.
+
+    Raises:
+        CheckpointError: Also for ``strict`` with missing/unexpected keys, and for weights of
+            another width.
+    """
+    raw = load_checkpoint_file(checkpoint)
+    try:
+        conv: Conversion = convert_state_dict(raw, layout)
+    except ValueError as e:
+        raise CheckpointError(f'{checkpoint}: {e}') from None
+    state = conv.state_dict
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f'{checkpoint}: no keys under prefix {prefix!r} after '
+                                  f'converting from layout {conv.layout!r}')
+    check_shapes(model, state, checkpoint)
+    result = model.load_state_dict(state, strict=False)
+    report = LoadReport(conv.layout, list(result.missing_keys), list(result.unexpected_keys),
+                        conv.unmapped)
+    if strict and (report.missing or report.unexpected):
+        raise CheckpointError(f'{checkpoint}: strict load failed: {report.summary()}')
+    print_log(f'loaded {checkpoint}: {report.summary()}', logger='current')
+    return report

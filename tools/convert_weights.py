@@ -1,0 +1,78 @@
+"""Convert a published HRNet checkpoint (any known layout) to hrnet_mm's layout.
+
+    python tools/convert_weights.py hrnetv2_w32_imagenet.pth w32_hrnet_mm.pth
+    python tools/convert_weights.py pose_hrnet_w32_256x192.pth out.pth --arch w32 --representation v1
+
+The layout is detected (or forced with --layout); the tool prints what it mapped and every
+source key it could not map, and with --arch it checks that the backbone loads strictly into
+HRNetV2(arch, representation).
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.weights import LAYOUTS, CheckpointError, convert_state_dict, load_checkpoint_file
+from hrnet_mm.weights.layouts import head_kwargs
+from hrnet_mm.weights.loading import check_shapes
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        epilog='layouts: ' + '; '.join(f'{k}: {v}' for k, v in LAYOUTS.items()))
+    parser.add_argument('src', help='checkpoint to convert (path or http(s) URL)')
+    parser.add_argument('dst', help='where to write the converted checkpoint')
+    parser.add_argument('--layout', choices=list(LAYOUTS), help='source layout (default: detect)')
+    parser.add_argument('--backbone-only', action='store_true',
+                        help='keep only backbone.* (drop detector / segmentor / pose heads)')
+    parser.add_argument('--arch', help='check: the backbone loads strictly into HRNetV2(arch)')
+    parser.add_argument('--representation', default='branches',
+                        help='check: with this representation (default: branches)')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        conv = convert_state_dict(load_checkpoint_file(args.src), args.layout)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    state = conv.state_dict
+    if args.backbone_only:
+        state = {k: v for k, v in state.items() if k.startswith('backbone.')}
+    print(f'{args.src}: layout {conv.layout} ({LAYOUTS[conv.layout]})')
+    print(f'  {len(state)} keys written, {sum(k.startswith("backbone.") for k in state)} of '
+          'them under backbone.')
+    for note in conv.notes:
+        print(f'  mapped: {note}')
+    if conv.unmapped:
+        print(f'  could not map {len(conv.unmapped)} keys (left out): {", ".join(conv.unmapped)}')
+    if args.arch:
+        backbone = {k[9:]: v for k, v in state.items() if k.startswith('backbone.')}
+        kwargs = dict(arch=args.arch, representation=args.representation,
+                      **head_kwargs(state, args.representation))
+        model = HRNetV2(**kwargs)
+        try:
+            check_shapes(model, backbone, args.src)
+        except CheckpointError as e:
+            print(f'error: {e}', file=sys.stderr)
+            return 1
+        result = model.load_state_dict(backbone, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            print(f'error: not a strict fit for HRNetV2({kwargs}): missing '
+                  f'{result.missing_keys}, unexpected {result.unexpected_keys}', file=sys.stderr)
+            return 1
+        print(f'  checked: loads strictly into HRNetV2({kwargs})')
+    meta = dict(hrnet_mm=dict(converted_from=conv.layout, source=osp.basename(args.src),
+                              unmapped=list(conv.unmapped)))
+    torch.save(dict(state_dict=state, meta=meta), args.dst)
+    print(f'  written: {args.dst}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
