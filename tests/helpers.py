@@ -1,30 +1,13 @@
 """Shared helpers: deterministic random weights, including BN statistics."""
 import torch
 import torch.nn as nn
-from torch.nn.modules.batchnorm import _BatchNorm
+
+from hrnet_mm.bench import randomize_weights
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter and BN buffer a non-trivial value, so eval outputs mean something.
-
-    Convs get a fan-in-scaled normal init (activations stay O(1) through the depth), norms a
-    weight near 1 and a small bias, BN running statistics away from (0, 1).
-    """
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (1.0 / fan_in) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, (_BatchNorm, nn.GroupNorm)):
-                m.weight.copy_(0.25 + 0.5 * torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-                if isinstance(m, _BatchNorm):
-                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                    m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
-    return model
+    """Non-trivial deterministic weights (BN statistics included), so outputs mean something."""
+    return randomize_weights(model, seed)
 
 
 def max_abs_diff(a, b) -> float:

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 
 from .blocks import make_res_layer
@@ -50,7 +51,7 @@ class HRModule(nn.Module):
         num_outputs: How many of the highest-resolution outputs to compute (1 for the V1
             representation's last module, which fuses into the stride-4 branch only).
         conv_cfg, norm_cfg: mmcv layer configs.
-        with_cp: Checkpoint each block (saves memory in training).
+        with_cp: Checkpoint each block and the exchange (saves memory in training).
         upsample_mode: ``'nearest'`` (official code, mmdet, mmpose) or ``'bilinear'`` (mmseg).
         align_corners: For bilinear upsampling.
 
@@ -69,6 +70,7 @@ class HRModule(nn.Module):
         super().__init__()
         norm_cfg = norm_cfg or dict(type='BN')
         self.num_branches = len(num_channels)
+        self.with_cp = with_cp
         self.upsample_mode = upsample_mode
         self.align_corners = align_corners
         self.branches = nn.ModuleList(
@@ -100,6 +102,12 @@ class HRModule(nn.Module):
         x = [branch(xi) for branch, xi in zip(self.branches, x)]
         if self.fuse_layers is None:
             return x
+        if self.with_cp and torch.is_grad_enabled():
+            # The exchange's intermediate maps are recomputed in backward instead of stored.
+            return list(cp.checkpoint(self._fuse, *x, use_reentrant=False))
+        return self._fuse(*x)
+
+    def _fuse(self, *x: torch.Tensor) -> List[torch.Tensor]:
         outs = []
         for i, paths in enumerate(self.fuse_layers):
             size = x[i].shape[-2:]
@@ -110,9 +118,26 @@ class HRModule(nn.Module):
                 z = path(x[j])
                 if j > i:
                     z = resize_to(z, size, self.upsample_mode, self.align_corners)
-                y = z if y is None else y + z
-            outs.append(self.relu(y))
+                y = z if y is None else _add(y, z)
+            outs.append(self.relu(_to_half_saturating(y, x[i].dtype)))
         return outs
+
+
+FP16_MAX = torch.finfo(torch.float16).max
+
+
+def _add(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``y + z``; float16 maps (fp16 AMP) are summed in float32, where they cannot overflow."""
+    if z.dtype == torch.float16:
+        return y.float() + z.float() if y.dtype == torch.float16 else y + z.float()
+    return y + z
+
+
+def _to_half_saturating(y: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Back to float16 after an fp32 sum: saturate at the largest float16, never inf."""
+    if dtype == torch.float16 and y.dtype == torch.float32:
+        return y.clamp(-FP16_MAX, FP16_MAX).to(torch.float16)
+    return y
 
 
 def make_transition(pre_channels: Sequence[int], cur_channels: Sequence[int],

@@ -4,6 +4,7 @@ from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -50,7 +51,8 @@ class HRNetV2(BaseModule):
         norm_eval: Keep BN layers in eval mode (frozen statistics) during training.
         frozen_stages: -1 freezes nothing; 0 the stem; k in 1..4 also stages 1..k and the
             transitions out of them (weights and BN statistics).
-        with_cp: Gradient checkpointing of every residual block (and of the pyramid convs).
+        with_cp: Gradient checkpointing (recompute in backward instead of storing) of the stem,
+            every residual block, every exchange and the pyramid convs: less memory, more time.
         zero_init_residual: Zero the last norm of every residual block at initialisation, so
             each block starts as the identity. Not applied when loading pretrained weights.
         upsample_mode: How fusion brings low-resolution maps up: ``'nearest'`` (official code,
@@ -60,6 +62,9 @@ class HRNetV2(BaseModule):
         num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
         pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
         num_classes: ``'cls'`` only: classifier outputs (default 1000).
+        channels_last: Keep weights and activations in ``torch.channels_last`` (NHWC) memory
+            format, which oneDNN (CPU) and cuDNN (GPU) convolutions run faster; the input is
+            converted in :meth:`forward`. Same outputs (within float rounding).
         init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
         pretrained: Deprecated spelling of ``init_cfg=dict(type='Pretrained',
             checkpoint=pretrained)``, accepted because mmseg's segmentors pass it down.
@@ -93,6 +98,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  num_outs: Optional[int] = None,
                  pooling_type: Optional[str] = None,
                  num_classes: Optional[int] = None,
+                 channels_last: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  pretrained: Optional[str] = None) -> None:
         if pretrained is not None:
@@ -125,6 +131,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         branch_channels = self._build_stages()
         self.feature_info = self._build_representation(branch_channels, **head_args)
         self._freeze_stages()
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ building
     # The arguments that only one representation takes.
@@ -248,8 +257,13 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'input of shape {tuple(x.shape)}: expected (N, in_channels='
                              f'{self.in_channels}, H, W)')
-        x = self.relu(self.norm1(self.conv1(x)))
-        x = self.relu(self.norm2(self.conv2(x)))
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.with_cp and torch.is_grad_enabled():
+            # The stem's stride-2 maps are the largest in the network: recompute them.
+            x = cp.checkpoint(self._stem, x, use_reentrant=False)
+        else:
+            x = self._stem(x)
         feats = [self.layer1(x)]
         for k in range(1, len(STAGE_NAMES)):
             feats = apply_transition(getattr(self, f'transition{k}'), feats)
@@ -265,6 +279,10 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if self.representation == 'v2':
             return (v2, )
         return self.pyramid(v2)
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.norm1(self.conv1(x)))
+        return self.relu(self.norm2(self.conv2(x)))
 
     # ------------------------------------------------------------------ training state
     def _frozen_modules(self) -> List[nn.Module]:

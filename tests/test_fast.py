@@ -1,0 +1,185 @@
+"""Fast paths keep the outputs of the plain model within their stated tolerances."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+from helpers import max_abs_diff, randomize
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.bench import build_pair, format_table, peak_memory_mib, run
+from hrnet_mm.fast import export_onnx, fuse_conv_bn, optimize_for_inference
+from hrnet_mm.models.blocks import BasicBlock
+from hrnet_mm.models.fusion import FP16_MAX, HRModule
+
+REPRESENTATIONS = ['branches', 'v1', 'v2', 'v2p', 'cls']
+
+
+def _model(representation='branches', **kwargs):
+    return randomize(HRNetV2(arch='w18_small_v1', representation=representation,
+                             **kwargs)).eval()
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_fuse_conv_bn_keeps_outputs(representation):
+    model = _model(representation)
+    fused = fuse_conv_bn(copy.deepcopy(model))
+    assert not any(isinstance(m, _BatchNorm) for m in fused.modules())
+    x = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        assert max_abs_diff(model(x), fused(x)) <= 1e-4
+
+
+def test_optimize_for_inference_compiles_fullgraph():
+    model = _model('v2p')
+    fast = optimize_for_inference(copy.deepcopy(model), compile=True, fullgraph=True,
+                                  backend='eager')
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(model(x), fast(x)) <= 1e-4
+
+
+def test_channels_last_argument_same_outputs_and_gradients():
+    plain = _model().train()
+    nhwc = HRNetV2(arch='w18_small_v1', channels_last=True).train()
+    nhwc.load_state_dict(plain.state_dict())
+    assert nhwc.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 64, 64)
+    outs = []
+    for m in (plain, nhwc):
+        y = m(x)
+        sum(o.square().mean() for o in y).backward()
+        outs.append(y)
+    assert outs[1][0].is_contiguous(memory_format=torch.channels_last)
+    assert max_abs_diff(outs[0], outs[1]) <= 1e-4
+    assert max_abs_diff([p.grad for p in plain.parameters()],
+                        [p.grad for p in nhwc.parameters()]) <= 1e-4
+
+
+@pytest.mark.parametrize('representation', ['branches', 'v2p', 'cls'])
+def test_onnx_export_agrees_with_onnxruntime(tmp_path, representation):
+    ort = pytest.importorskip('onnxruntime')
+    model = _model(representation)
+    path = export_onnx(model, str(tmp_path / 'm.onnx'), (1, 3, 64, 96))
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    x = torch.rand(1, 3, 64, 96)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    assert len(got) == len(expected)
+    assert max_abs_diff(expected, [torch.from_numpy(g) for g in got]) <= 1e-4
+
+
+def test_onnx_export_of_folded_model_with_dynamic_size(tmp_path):
+    ort = pytest.importorskip('onnxruntime')
+    model = _model('v2')
+    path = export_onnx(fuse_conv_bn(copy.deepcopy(model)), str(tmp_path / 'm.onnx'),
+                       (1, 3, 64, 64), dynamic_hw=True)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for size in [(64, 64), (96, 160)]:
+        x = torch.rand(1, 3, *size)
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+        with torch.no_grad():
+            assert max_abs_diff(model(x), [torch.from_numpy(g) for g in got]) <= 1e-4
+
+
+@pytest.mark.parametrize('precision, tol', [(torch.bfloat16, 0.1), (torch.float16, 0.02)])
+def test_amp_training_step_is_finite_and_close(precision, tol):
+    model = _model('v2').train()
+    x = torch.rand(2, 3, 64, 64)
+    reference = model(x)[0]
+    with torch.autocast('cpu', dtype=precision):
+        out = model(x)[0]
+    assert out.dtype == precision
+    loss = out.float().mean()
+    loss.backward()
+    assert torch.isfinite(out).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    rel = (out.float() - reference).abs().max() / reference.abs().max()
+    assert rel <= tol
+
+
+def test_fp16_fusion_sums_do_not_overflow():
+    """Two branches each near the float16 limit: a float16 sum is inf, the fusion is not."""
+    module = HRModule(BasicBlock, [1, 1], [8, 8], [8, 8], num_outputs=2).eval()
+    with torch.no_grad():
+        for m in module.modules():  # turn every branch and path into an identity-ish map
+            if isinstance(m, nn.Conv2d):
+                m.weight.zero_()
+            if isinstance(m, _BatchNorm):
+                m.weight.fill_(1.0)
+                m.bias.fill_(40000.0)
+    x = [torch.rand(1, 8, 16, 16), torch.rand(1, 8, 8, 8)]
+    with torch.no_grad():
+        fp32 = module(x)
+        half = copy.deepcopy(module).half()([t.half() for t in x])
+    naive = (fp32[0].half() + fp32[0].half())  # what an fp16 sum of two such maps gives
+    assert torch.isinf(naive).any()
+    for a, b in zip(fp32, half):
+        assert b.dtype == torch.float16 and torch.isfinite(b).all()
+        # values beyond the float16 range saturate at its largest value instead of inf
+        assert torch.equal(b.float(), a.clamp(max=FP16_MAX).half().float())
+
+
+def test_with_cp_peak_training_memory_is_at_most_0_6_of_mmseg():
+    """A memory count (every live tensor), not a timing: deterministic for fixed shapes."""
+    ref, ours = build_pair('mmseg', 'w18', 'branches')
+    cp_model = HRNetV2(arch='w18', with_cp=True, upsample_mode='bilinear')
+    cp_model.load_state_dict(ours.state_dict())
+    x = torch.rand(2, 3, 256, 256)
+
+    def peak(model):
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def step():
+            opt.zero_grad()
+            sum(o.mean() for o in model(x)).backward()
+            opt.step()
+        return peak_memory_mib(step, torch.device('cpu'), [model], opt)
+
+    stock, checkpointed = peak(ref), peak(cp_model)
+    assert checkpointed <= 0.6 * stock, (checkpointed, stock)
+    assert peak(ours) == pytest.approx(stock, rel=0.05)  # without with_cp: the same as mmseg
+
+
+def test_benchmark_runs_and_reports(tmp_path):
+    results = run(arch='w18_small_v1', representation='branches', batch=1, size=(64, 64),
+                  references=('mmseg', 'mmpose'), fast=('fold', 'channels_last'),
+                  with_cp=True, warmup=0, repeats=1, progress=lambda msg: None)
+    names = [r['name'] for r in results['rows']]
+    assert names == ['mmseg', 'hrnet_mm (mmseg config)', 'mmpose', 'hrnet_mm (mmpose config)',
+                     'hrnet_mm fast [fold, channels_last]', 'hrnet_mm with_cp']
+    rows = {r['name']: r for r in results['rows']}
+    assert rows['hrnet_mm (mmseg config)']['max_abs_diff'] <= 1e-4
+    assert all(rows[n]['infer_img_s'] > 0 for n in names[:-1])
+    assert rows['hrnet_mm with_cp']['infer_img_s'] is None
+    assert all(rows[n]['train_peak_mib'] > 0 for n in names)
+    table = format_table(results)
+    assert table.count('\n| ') == len(names) + 1 and 'ratios vs mmseg' in table
+
+
+@pytest.mark.parametrize('library, representation', [
+    ('mmseg', 'v2'), ('mmdet', 'v2p'), ('mmdet', 'v1'), ('mmpose', 'v1'), ('timm', 'cls')])
+def test_benchmark_pairs_compute_the_same(library, representation):
+    ref, ours = build_pair(library, 'w18_small_v1', representation, seed=1)
+    ref.eval()
+    ours.eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert max_abs_diff(expected, got) <= 1e-5
+    assert expected[0].abs().mean() > 1e-2  # random weights, not a trivial output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_inductor_compile_fullgraph(representation):
+    """The real compiler (C++ codegen), not only the tracer: minutes on 2 cores."""
+    torch._dynamo.reset()
+    model = _model(representation)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(model(x), compiled(x)) <= 1e-4
