@@ -33,7 +33,9 @@ class _ResidualBlock(nn.Module):
 
         def inner(x: torch.Tensor) -> torch.Tensor:
             identity = x if self.downsample is None else self.downsample(x)
-            return self._residual(x) + identity
+            out = self._residual(x)
+            out += identity  # in place: the norm's output is not needed by its backward
+            return out
 
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(inner, x, use_reentrant=False)

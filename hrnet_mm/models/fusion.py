@@ -111,14 +111,21 @@ class HRModule(nn.Module):
         outs = []
         for i, paths in enumerate(self.fuse_layers):
             size = x[i].shape[-2:]
-            y = None
             # Sum in branch order, like the reference implementations, so results match them
-            # to the last bits that summation order can change.
+            # to the last bits that summation order can change. The first sum makes a new map
+            # (the first term may be an input that other outputs still read); the next ones
+            # add into it in place, saving a map's allocation and a pass over memory.
+            y = None
             for j, path in enumerate(paths):
                 z = path(x[j])
                 if j > i:
                     z = resize_to(z, size, self.upsample_mode, self.align_corners)
-                y = z if y is None else _add(y, z)
+                if y is None:
+                    y = z
+                elif j == 1:
+                    y = _new_sum(y, z)
+                else:
+                    y += z
             outs.append(self.relu(_to_half_saturating(y, x[i].dtype)))
         return outs
 
@@ -126,10 +133,11 @@ class HRModule(nn.Module):
 FP16_MAX = torch.finfo(torch.float16).max
 
 
-def _add(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``y + z``; float16 maps (fp16 AMP) are summed in float32, where they cannot overflow."""
+def _new_sum(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``y + z`` as a new map; float16 maps (fp16 AMP) are summed in float32, where they
+    cannot overflow (later in-place additions then stay in float32 too)."""
     if z.dtype == torch.float16:
-        return y.float() + z.float() if y.dtype == torch.float16 else y + z.float()
+        return y.float() + z.float()
     return y + z
 
 

@@ -265,6 +265,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         else:
             x = self._stem(x)
         feats = [self.layer1(x)]
+        del x  # free the stem map now (inference memory), as the reference code does
         for k in range(1, len(STAGE_NAMES)):
             feats = apply_transition(getattr(self, f'transition{k}'), feats)
             feats = getattr(self, STAGE_NAMES[k])(feats)
