@@ -57,6 +57,24 @@ def test_channels_last_argument_same_outputs_and_gradients():
                         [p.grad for p in nhwc.parameters()]) <= 1e-4
 
 
+@pytest.mark.parametrize('representation', ['v2', 'cls'])
+def test_compiled_training_step_matches_eager(representation):
+    """Forward and backward traced as whole graphs (aot_eager: the autograd graph too)."""
+    torch._dynamo.reset()
+    eager = _model(representation, channels_last=True).train()
+    compiled_model = copy.deepcopy(eager)
+    compiled = torch.compile(compiled_model, fullgraph=True, backend='aot_eager')
+    x = torch.rand(2, 3, 64, 64)
+    outs = []
+    for m in (eager, compiled):
+        y = m(x)
+        sum(o.square().mean() for o in y).backward()
+        outs.append(y)
+    assert max_abs_diff(outs[0], outs[1]) <= 1e-4
+    assert max_abs_diff([p.grad for p in eager.parameters()],
+                        [p.grad for p in compiled_model.parameters()]) <= 1e-4
+
+
 @pytest.mark.parametrize('representation', ['branches', 'v2p', 'cls'])
 def test_onnx_export_agrees_with_onnxruntime(tmp_path, representation):
     ort = pytest.importorskip('onnxruntime')
