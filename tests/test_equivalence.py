@@ -60,6 +60,24 @@ def test_v2p_equals_mmdet_hrnet_hrfpn(arch):
     assert max_abs_diff(expected, got) <= ATOL
 
 
+def test_v2p_with_strided_pyramid_equals_hrfpn_stride_2():
+    """The FCOS variant: HRFPN(stride=2), levels at strides 8 ... 128."""
+    from mmdet.models.backbones import HRNet
+    from mmdet.models.necks import HRFPN
+    ref = _reference(HRNet(extra=get_arch('w18_small_v1')))
+    neck = _reference(HRFPN(in_channels=[16, 32, 64, 128], out_channels=32, stride=2))
+    state = dict(ref.state_dict())
+    state.update({f'pyramid.{k}': v for k, v in neck.state_dict().items()})
+    ours = _load_strict(HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32,
+                                pyramid_stride=2), state)
+    x = _input(128, 128)
+    with torch.no_grad():
+        expected, got = neck(ref(x)), ours(x)
+    assert max_abs_diff(expected, got) <= ATOL
+    assert ours.out_strides == (8, 16, 32, 64, 128)
+    assert [128 // o.shape[-1] for o in got[:3]] == [8, 16, 32]
+
+
 @pytest.mark.parametrize('arch', ARCHS)
 def test_v2_equals_mmseg_hrnet_resize_concat(arch):
     from mmseg.models.backbones import HRNet

@@ -61,6 +61,8 @@ class HRNetV2(BaseModule):
         out_channels: ``'v2p'`` only: width of each pyramid level (default 256).
         num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
         pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
+        pyramid_stride: ``'v2p'`` only: stride of the pyramid's 3x3 convs (default 1; 2 for
+            FCOS, whose levels are at strides 8 ... 128), mmdet HRFPN's ``stride``.
         num_classes: ``'cls'`` only: classifier outputs (default 1000).
         channels_last: Keep weights and activations in ``torch.channels_last`` (NHWC) memory
             format, which oneDNN (CPU) and cuDNN (GPU) convolutions run faster; the input is
@@ -97,6 +99,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  out_channels: Optional[int] = None,
                  num_outs: Optional[int] = None,
                  pooling_type: Optional[str] = None,
+                 pyramid_stride: Optional[int] = None,
                  num_classes: Optional[int] = None,
                  channels_last: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
@@ -114,7 +117,8 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         super().__init__(copy.deepcopy(init_cfg))
         self.arch = get_arch(arch, extra)
         head_args = dict(out_channels=out_channels, num_outs=num_outs,
-                         pooling_type=pooling_type, num_classes=num_classes)
+                         pooling_type=pooling_type, pyramid_stride=pyramid_stride,
+                         num_classes=num_classes)
         self._check_args(representation, in_channels, frozen_stages, upsample_mode, head_args)
         self.representation = representation
         self.in_channels = in_channels
@@ -138,7 +142,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
     # ------------------------------------------------------------------ building
     # The arguments that only one representation takes.
     HEAD_ARGS = {'out_channels': 'v2p', 'num_outs': 'v2p', 'pooling_type': 'v2p',
-                 'num_classes': 'cls'}
+                 'pyramid_stride': 'v2p', 'num_classes': 'cls'}
 
     def _check_args(self, representation: str, in_channels: int, frozen_stages: int,
                     upsample_mode: str, head_args: dict) -> None:
@@ -211,6 +215,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
 
     def _build_representation(self, channels: List[int], out_channels: Optional[int],
                               num_outs: Optional[int], pooling_type: Optional[str],
+                              pyramid_stride: Optional[int],
                               num_classes: Optional[int]) -> Tuple[FeatureInfo, ...]:
         strides = [4 * 2**i for i in range(len(channels))]
         if self.representation == 'branches':
@@ -228,9 +233,12 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             return (FeatureInfo(num_classes, None), )
         out_channels = out_channels or 256
         num_outs = num_outs or 5
+        pyramid_stride = pyramid_stride or 1
         self.pyramid = V2pPyramid(sum(channels), out_channels, num_outs, pooling_type or 'AVG',
-                                  conv_cfg=self.conv_cfg, with_cp=self.with_cp)
-        return tuple(FeatureInfo(out_channels, 4 * 2**i) for i in range(num_outs))
+                                  conv_stride=pyramid_stride, conv_cfg=self.conv_cfg,
+                                  with_cp=self.with_cp)
+        return tuple(FeatureInfo(out_channels, 4 * pyramid_stride * 2**i)
+                     for i in range(num_outs))
 
     # ------------------------------------------------------------------ properties
     @property

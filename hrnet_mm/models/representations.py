@@ -47,6 +47,8 @@ class V2pPyramid(BaseModule):
         out_channels: Width of every pyramid level.
         num_outs: Number of levels.
         pooling_type: ``'AVG'`` or ``'MAX'``.
+        conv_stride: Stride of the 3x3 convs (HRFPN's ``stride``; 2 for FCOS: levels at
+            strides 8 ... 128).
         conv_cfg: mmcv conv config.
         with_cp: Checkpoint the convs in training.
         init_cfg: Defaults to Caffe2Xavier on the convs, as ``HRFPN``.
@@ -58,7 +60,8 @@ class V2pPyramid(BaseModule):
     """
 
     def __init__(self, in_channels: int, out_channels: int = 256, num_outs: int = 5,
-                 pooling_type: str = 'AVG', conv_cfg: Optional[dict] = None,
+                 pooling_type: str = 'AVG', conv_stride: int = 1,
+                 conv_cfg: Optional[dict] = None,
                  with_cp: bool = False, init_cfg: Optional[dict] = None) -> None:
         if init_cfg is None:
             init_cfg = dict(type='Caffe2Xavier', layer='Conv2d')
@@ -68,8 +71,8 @@ class V2pPyramid(BaseModule):
         self.reduction_conv = ConvModule(in_channels, out_channels, 1, conv_cfg=conv_cfg,
                                          act_cfg=None)
         self.fpn_convs = nn.ModuleList(
-            ConvModule(out_channels, out_channels, 3, padding=1, conv_cfg=conv_cfg, act_cfg=None)
-            for _ in range(num_outs))
+            ConvModule(out_channels, out_channels, 3, padding=1, stride=conv_stride,
+                       conv_cfg=conv_cfg, act_cfg=None) for _ in range(num_outs))
 
     def _run(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:

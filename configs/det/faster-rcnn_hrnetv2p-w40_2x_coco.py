@@ -1,0 +1,15 @@
+# Faster R-CNN with HRNetV2p-W40: the R-50 baseline with the backbone and neck swapped.
+# Published result (mmdet model zoo, faster-rcnn_hrnetv2p-w40_2x_coco): box AP 42.1 on COCO.
+_base_ = './faster-rcnn_r50_fpn_2x_coco.py'
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='HRNetV2',
+        arch='w40',
+        representation='v2p',  # the V2+p pyramid replaces the FPN neck
+        out_channels=256,
+        num_outs=5,
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://msra/hrnetv2_w40')),
+    neck=None)

@@ -1,0 +1,3 @@
+# SimpleBaseline (ResNet-152) baseline: mmpose's own config, unchanged.
+# Published result (mmpose model zoo, td-hm_res152_8xb32-210e_coco-384x288): AP 0.75, AR 0.8 on COCO.
+_base_ = 'mmpose::body_2d_keypoint/topdown_heatmap/coco/td-hm_res152_8xb32-210e_coco-384x288.py'

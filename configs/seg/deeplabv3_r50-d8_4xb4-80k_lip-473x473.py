@@ -1,0 +1,12 @@
+# ResNet baseline (DEEPLABV3, dilated R-50) on LIP: mmseg's model, hrnet_mm's LIP data.
+# Published result: none in the mmseg model zoo.
+_base_ = [
+    'mmseg::_base_/models/deeplabv3_r50-d8.py', './_base_/lip_473x473.py',
+    'mmseg::_base_/default_runtime.py', 'mmseg::_base_/schedules/schedule_80k.py'
+]
+crop_size = (473, 473)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    decode_head=dict(num_classes=20),
+    auxiliary_head=dict(num_classes=20))

@@ -1,0 +1,16 @@
+# HRNetV2-W18-Small with the paper's head: mmseg's HRNet recipe with hrnet_mm's backbone.
+# Published result (mmseg model zoo, fcn_hr18s_4xb2-80k_cityscapes-512x1024): mIoU 75.31, mIoU(ms+flip) 77.48 on Cityscapes.
+_base_ = 'mmseg::hrnet/fcn_hr18s_4xb2-80k_cityscapes-512x1024.py'
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)
+model = dict(
+    pretrained=None,  # the backbone's init_cfg loads the ImageNet weights
+    backbone=dict(
+        _delete_=True,
+        type='HRNetV2',
+        arch='w18_small_v2',
+        representation='v2',  # all branches resized to 1/4 and concatenated: 270 channels
+        upsample_mode='bilinear',
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://msra/hrnetv2_w18_small')),
+    # the paper's head: a 1x1 conv on the V2 representation, then the classifier
+    decode_head=dict(in_channels=270, channels=270, in_index=0, input_transform=None))

@@ -1,0 +1,80 @@
+"""Every file under configs/ loads, builds its model from random weights, and runs a forward."""
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+import hrnet_mm
+
+ROOT = Path(__file__).resolve().parents[1] / 'configs'
+LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+CONFIGS = sorted(p for p in ROOT.rglob('*.py') if '_base_' not in p.parts)
+
+
+def _build(path: Path):
+    cfg = Config.fromfile(str(path))
+    library = LIBRARY[path.parent.name]
+    with DefaultScope.overwrite_default_scope(library):
+        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    model.eval()
+    return cfg, library, model
+
+
+def test_there_is_a_config_per_paper_model():
+    names = {p.stem for p in CONFIGS}
+    for arch in ('w18', 'w32', 'w40'):
+        assert {f'faster-rcnn_hrnetv2p-{arch}_1x_coco', f'faster-rcnn_hrnetv2p-{arch}_2x_coco',
+                f'cascade-rcnn_hrnetv2p-{arch}_20e_coco'} <= names
+    assert {'fcos_hrnetv2p-w18_gn-head_1x_coco', 'fcos_hrnetv2p-w32_gn-head_1x_coco'} <= names
+    for arch in ('w18-small-v2', 'w18', 'w48'):
+        for data in ('4xb2-80k_cityscapes-512x1024', '4xb4-80k_pascal-context-59-480x480',
+                     '4xb4-80k_lip-473x473'):
+            assert f'fcn_hrnetv2-{arch}_{data}' in names
+    assert len([n for n in names if n.startswith('td-hm_hrnetv1')]) == 4
+    assert len([n for n in names if n.startswith('td-hm_res')]) == 6
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: f'{p.parent.name}/{p.stem}')
+def test_config_builds_and_runs(path):
+    cfg, library, model = _build(path)
+    if 'hrnet' in path.stem:
+        assert type(model.backbone) is hrnet_mm.HRNetV2
+        assert 'hrnet_mm' in cfg.custom_imports['imports']
+    text = path.read_text()
+    assert '# Published result' in text  # each config names its reference (or its absence)
+    with torch.no_grad():
+        if library == 'mmdet':
+            from mmdet.structures import DetDataSample
+            x = torch.rand(1, 3, 128, 160)
+            meta = dict(img_shape=(128, 160), ori_shape=(128, 160), scale_factor=(1.0, 1.0),
+                        pad_shape=(128, 160), batch_input_shape=(128, 160))
+            results = model.predict(x, [DetDataSample(metainfo=meta)])
+            assert results[0].pred_instances.bboxes.shape[-1] == 4
+        elif library == 'mmseg':
+            logits = model(torch.rand(1, 3, 96, 128), None, mode='tensor')
+            assert logits.shape[:2] == (1, cfg.model.decode_head.num_classes)
+            stride = 4 if 'hrnet' in path.stem else 8  # V2 at 1/4; dilated ResNet-D8 at 1/8
+            assert logits.shape[2:] == (96 // stride, 128 // stride)
+        else:
+            heatmaps = model(torch.rand(1, 3, 256, 192), None, mode='tensor')
+            assert heatmaps.shape == (1, 17, 64, 48)
+
+
+def _model_without(cfg, *keys):
+    model = cfg.to_dict()['model']
+    return {k: v for k, v in model.items() if k not in keys}
+
+
+@pytest.mark.parametrize('path', [p for p in CONFIGS if p.parent.name == 'det' and 'hrnet' in
+                                  p.stem], ids=lambda p: p.stem)
+def test_detector_differs_from_its_resnet_baseline_only_in_backbone_and_neck(path):
+    cfg = Config.fromfile(str(path))
+    base_file = path.read_text().split("_base_ = '")[1].split("'")[0]  # './<baseline>.py'
+    base = Config.fromfile(str(path.parent / base_file))
+    differs = ['backbone', 'neck'] + (['data_preprocessor'] if 'fcos' in path.stem else [])
+    assert _model_without(cfg, *differs) == _model_without(base, *differs)
+    assert cfg.model.neck is None and base.model.neck.type == 'FPN'
+    assert base.model.backbone.type == 'ResNet'
