@@ -1,0 +1,66 @@
+"""Parameters and multiply-adds (conv and linear layers), as the HRNet paper reports them.
+
+GFLOPs here are giga multiply-adds of the ``nn.Conv2d`` and ``nn.Linear`` layers run in one
+forward pass of a single image, the convention of the HRNet paper and of most model zoos.
+Norms, activations, sums and resizes are not counted.
+
+Example:
+    >>> count(HRNetV2(arch='w32', representation='v1'), torch.rand(1, 3, 256, 192)).gflops
+    7.6...
+"""
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+#: The paper's figures: (task, arch, input H, input W) -> (params M, GFLOPs).
+PAPER = {
+    ('pose', 'w32', 256, 192): (28.5, 7.1),
+    ('pose', 'w32', 384, 288): (28.5, 16.0),
+    ('pose', 'w48', 256, 192): (63.6, 14.6),
+    ('pose', 'w48', 384, 288): (63.6, 32.9),
+    ('seg', 'w48', 1024, 2048): (65.9, 696.2),
+}
+
+
+@dataclass
+class Complexity:
+    params_m: float
+    gflops: float
+    by_layer_type: Dict[str, float]
+
+
+def count(model: nn.Module, inputs: Any,
+          forward: Optional[Callable[[nn.Module, Any], Any]] = None) -> Complexity:
+    """Count parameters and conv/linear multiply-adds of one forward of ``model`` on ``inputs``.
+
+    ``inputs`` should hold one image (the count is per image); ``forward`` runs the model
+    (default ``model(inputs)``).
+    """
+    macs = {'conv': 0, 'linear': 0}
+
+    def conv_hook(m: nn.Conv2d, args: Tuple, out: torch.Tensor) -> None:
+        kh, kw = m.kernel_size
+        macs['conv'] += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: nn.Linear, args: Tuple, out: torch.Tensor) -> None:
+        macs['linear'] += out.numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            forward(model, inputs) if forward else model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    return Complexity(params, sum(macs.values()) / 1e9, {k: v / 1e9 for k, v in macs.items()})

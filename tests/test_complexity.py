@@ -1,0 +1,80 @@
+"""The complexity tool's counts: the paper's models, and agreement with mmengine.analysis."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from helpers import fcn_head
+from mmengine.analysis import FlopAnalyzer
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.complexity import count
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class _Pose(nn.Module):
+    """Top-down pose net: V1 + a 1x1 conv to 17 heatmaps."""
+
+    def __init__(self, arch):
+        super().__init__()
+        self.backbone = HRNetV2(arch=arch, representation='v1')
+        self.head = nn.Conv2d(self.backbone.out_channels[0], 17, 1)
+
+    def forward(self, x):
+        return self.head(self.backbone(x)[0])
+
+
+class _Seg(nn.Module):
+    """HRNetV2 + the paper's segmentation head (mmseg FCNHead, one 1x1 conv)."""
+
+    def __init__(self, arch):
+        super().__init__()
+        self.backbone = HRNetV2(arch=arch, representation='v2', upsample_mode='bilinear')
+        self.head = fcn_head(self.backbone.out_channels[0], self.backbone.out_channels[0])
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+def _mmengine(model, x):
+    analyzer = FlopAnalyzer(model.eval(), (x, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return analyzer.by_operator(), analyzer.total()
+
+
+@pytest.mark.parametrize('model, shape, expected', [
+    (_Pose('w32'), (256, 192), 7.64),
+    (_Pose('w48'), (256, 192), 15.7),
+    (_Seg('w48'), (256, 512), 747.5 / 16),  # 1024x2048 / 16: every layer scales with area
+])
+def test_counts_agree_with_mmengine_analysis(model, shape, expected):
+    x = torch.rand(1, 3, *shape)
+    ours = count(model, x)
+    by_op, total = _mmengine(model, x)
+    assert ours.gflops == pytest.approx(expected, abs=0.01 * expected)
+    # the same convolutions counted the same way ...
+    assert ours.gflops * 1e9 == pytest.approx(by_op['conv'] + by_op.get('linear', 0), rel=1e-6)
+    # ... and within 1% of mmengine's total, which also counts norms and resizes
+    assert ours.gflops * 1e9 == pytest.approx(total, rel=0.01)
+
+
+def test_linear_layers_are_counted():
+    model = HRNetV2(arch='w18_small_v1', representation='cls')
+    result = count(model, torch.rand(1, 3, 64, 64))
+    assert result.by_layer_type['linear'] == pytest.approx(2048 * 1000 / 1e9)
+    assert result.params_m == pytest.approx(sum(p.numel() for p in model.parameters()) / 1e6)
+
+
+def test_tool_prints_count_and_paper_figure():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'complexity.py'),
+         str(ROOT / 'configs/pose/td-hm_hrnetv1-w48_8xb32-210e_coco-256x192.py'),
+         '--shape', '256', '192'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert '  params: 63.60 M' in proc.stdout
+    assert '  GFLOPs: 15.69 (conv 15.69, linear 0.00; multiply-adds)' in proc.stdout
+    assert 'paper:  63.6 M params, 14.6 GFLOPs (counted/paper = 1.075' in proc.stdout

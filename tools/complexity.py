@@ -1,0 +1,83 @@
+"""Parameters and GFLOPs (conv + linear multiply-adds) of a config, or of a bare HRNetV2.
+
+    python tools/complexity.py configs/pose/td-hm_hrnetv1-w32_8xb64-210e_coco-256x192.py --shape 256 192
+    python tools/complexity.py configs/seg/fcn_hrnetv2-w48_4xb2-80k_cityscapes-512x1024.py --shape 1024 2048
+    python tools/complexity.py --arch w32 --representation v2p --shape 800 1333
+
+Counts one forward pass of one image (the whole model of a config: backbone, neck, heads in
+the library's 'tensor' mode). The paper's figure is shown beside it where one exists; see
+docs/complexity.md for why counted and published figures differ by about 7.6%.
+"""
+import argparse
+import importlib
+import os.path as osp
+import sys
+
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.complexity import PAPER, count
+
+LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('config', nargs='?', help='a config under configs/ (det, seg or pose)')
+    p.add_argument('--arch', help='without a config: HRNetV2(arch=...)')
+    p.add_argument('--representation', default='branches')
+    p.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'))
+    return p.parse_args(argv)
+
+
+def model_and_forward(args):
+    """The model, how to run it on one image, and (task, arch) for the paper lookup."""
+    if not args.config:
+        if not args.arch:
+            raise SystemExit('error: give a config or --arch')
+        return HRNetV2(arch=args.arch, representation=args.representation), None, (
+            'backbone', args.arch)
+    cfg = Config.fromfile(args.config)
+    task = osp.basename(osp.dirname(osp.abspath(args.config)))
+    library = LIBRARIES.get(task)
+    if library is None:
+        raise SystemExit(f'error: {args.config}: put under configs/det, configs/seg or '
+                         'configs/pose, so the library is known')
+    with DefaultScope.overwrite_default_scope(library):
+        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    h, w = args.shape
+    if library == 'mmdet':
+        from mmdet.structures import DetDataSample
+        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                    pad_shape=(h, w), batch_input_shape=(h, w))
+
+        def forward(m, x):
+            return m._forward(x, [DetDataSample(metainfo=meta)])
+    else:
+        def forward(m, x):
+            return m(x, None, mode='tensor')
+    arch = cfg.model.backbone.get('arch') if cfg.model.backbone.type == 'HRNetV2' else None
+    return model, forward, (task, arch)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model, forward, (task, arch) = model_and_forward(args)
+    h, w = args.shape
+    result = count(model, torch.rand(1, 3, h, w), forward)
+    name = args.config or f'HRNetV2(arch={args.arch!r}, representation={args.representation!r})'
+    print(f'{name} at {h}x{w}')
+    print(f'  params: {result.params_m:.2f} M')
+    print(f'  GFLOPs: {result.gflops:.2f} (conv {result.by_layer_type["conv"]:.2f}, '
+          f'linear {result.by_layer_type["linear"]:.2f}; multiply-adds)')
+    paper = PAPER.get((task, arch, h, w))
+    if paper:
+        print(f'  paper:  {paper[0]:.1f} M params, {paper[1]:.1f} GFLOPs (counted/paper = '
+              f'{result.gflops / paper[1]:.3f}; see docs/complexity.md)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
