@@ -5,6 +5,7 @@ MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing 
 skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is imported, e.g.
 through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
 """
+from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .models import HRNetV2
 from .registry import MODELS, register_into_libraries
 from .version import __version__

@@ -1,0 +1,48 @@
+"""Evaluate a checkpoint on a config's test set with the config's evaluator.
+
+    python tools/test.py configs/seg/demo_fcn_hrnetv2-w18-small-v1.py work_dirs/seg/iter_200.pth
+    python tools/test.py CONFIG CHECKPOINT --launcher pytorch    # under torchrun
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import hrnet_mm  # noqa: F401
+from hrnet_mm.engine.dist import prepare_cpu_distributed
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Test a model')
+    p.add_argument('config')
+    p.add_argument('checkpoint')
+    p.add_argument('--work-dir')
+    p.add_argument('--out', help='write the metrics as JSON here')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    prepare_cpu_distributed(cfg)  # gloo and CPU DDP when there is no GPU
+    cfg.load_from = args.checkpoint
+    metrics = Runner.from_cfg(cfg).test()
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Train a config with mmengine's Runner (any of configs/, or a library's own).
+
+    python tools/train.py configs/seg/demo_fcn_hrnetv2-w18-small-v1.py --work-dir work_dirs/seg
+    bash tools/dist_train.sh configs/seg/demo_fcn_hrnetv2-w18-small-v1.py 2   # 2 processes
+
+Like mmdet/mmseg/mmpose's tools/train.py: --resume, --amp, --cfg-options, --launcher. Without
+a GPU, distributed runs use the gloo backend.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+from mmengine.runner import Runner
+
+import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
+from hrnet_mm.engine.dist import prepare_cpu_distributed
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Train a model')
+    p.add_argument('config')
+    p.add_argument('--work-dir', help='default: work_dirs/<config name>')
+    p.add_argument('--resume', nargs='?', const='auto',
+                   help='resume from the latest checkpoint in the work dir, or from a file')
+    p.add_argument('--amp', action='store_true', help='automatic mixed precision (GPU)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config entries, e.g. train_cfg.max_iters=100')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def build_cfg(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    cfg.launcher = args.launcher
+    cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
+        'work_dirs', osp.splitext(osp.basename(args.config))[0])
+    prepare_cpu_distributed(cfg)  # gloo and CPU DDP when there is no GPU
+    if args.amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    runner = Runner.from_cfg(build_cfg(args))
+    runner.train()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
