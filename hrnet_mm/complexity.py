@@ -64,3 +64,39 @@ def count(model: nn.Module, inputs: Any,
         model.train(was_training)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     return Complexity(params, sum(macs.values()) / 1e9, {k: v / 1e9 for k, v in macs.items()})
+
+
+LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+
+
+def build_from_config(path: str):
+    """Build a config's model through its library; returns ``(model, forward, task, arch)``,
+    where ``forward(model, images)`` runs the whole model (the library's 'tensor' mode) and
+    ``task`` is the folder the config sits in (``det``, ``seg`` or ``pose``)."""
+    import importlib
+    import os.path as osp
+
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    cfg = Config.fromfile(path)
+    task = osp.basename(osp.dirname(osp.abspath(path)))
+    library = LIBRARIES.get(task)
+    if library is None:
+        raise ValueError(f'{path}: put under configs/det, configs/seg or configs/pose, so the '
+                         'library is known')
+    with DefaultScope.overwrite_default_scope(library):
+        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    if library == 'mmdet':
+        from mmdet.structures import DetDataSample
+
+        def forward(m, x):
+            h, w = x.shape[-2:]
+            meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
+                        pad_shape=(h, w), batch_input_shape=(h, w))
+            return m._forward(x, [DetDataSample(metainfo=meta)])
+    else:
+        def forward(m, x):
+            return m(x, None, mode='tensor')
+    backbone = cfg.model.backbone
+    arch = backbone.get('arch') if backbone.type == 'HRNetV2' else None
+    return model, forward, task, arch

@@ -9,18 +9,12 @@ the library's 'tensor' mode). The paper's figure is shown beside it where one ex
 docs/complexity.md for why counted and published figures differ by about 7.6%.
 """
 import argparse
-import importlib
-import os.path as osp
 import sys
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from hrnet_mm import HRNetV2
-from hrnet_mm.complexity import PAPER, count
-
-LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+from hrnet_mm.complexity import PAPER, build_from_config, count
 
 
 def parse_args(argv=None):
@@ -34,32 +28,13 @@ def parse_args(argv=None):
 
 def model_and_forward(args):
     """The model, how to run it on one image, and (task, arch) for the paper lookup."""
-    if not args.config:
-        if not args.arch:
-            raise SystemExit('error: give a config or --arch')
-        return HRNetV2(arch=args.arch, representation=args.representation), None, (
-            'backbone', args.arch)
-    cfg = Config.fromfile(args.config)
-    task = osp.basename(osp.dirname(osp.abspath(args.config)))
-    library = LIBRARIES.get(task)
-    if library is None:
-        raise SystemExit(f'error: {args.config}: put under configs/det, configs/seg or '
-                         'configs/pose, so the library is known')
-    with DefaultScope.overwrite_default_scope(library):
-        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
-    h, w = args.shape
-    if library == 'mmdet':
-        from mmdet.structures import DetDataSample
-        meta = dict(img_shape=(h, w), ori_shape=(h, w), scale_factor=(1.0, 1.0),
-                    pad_shape=(h, w), batch_input_shape=(h, w))
-
-        def forward(m, x):
-            return m._forward(x, [DetDataSample(metainfo=meta)])
-    else:
-        def forward(m, x):
-            return m(x, None, mode='tensor')
-    arch = cfg.model.backbone.get('arch') if cfg.model.backbone.type == 'HRNetV2' else None
-    return model, forward, (task, arch)
+    if args.config:
+        model, forward, task, arch = build_from_config(args.config)
+        return model, forward, (task, arch)
+    if not args.arch:
+        raise SystemExit('error: give a config or --arch')
+    return HRNetV2(arch=args.arch, representation=args.representation), None, (
+        'backbone', args.arch)
 
 
 def main(argv=None) -> int:

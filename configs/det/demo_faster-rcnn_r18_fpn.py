@@ -12,8 +12,10 @@ model = dict(
     train_cfg=dict(rpn=dict(sampler=dict(num=128)), rpn_proposal=dict(nms_pre=500, max_per_img=200),
                    rcnn=dict(sampler=dict(num=64))),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=200)))
+# from scratch: clip gradients, as the early RPN losses of an untrained backbone can spike
 optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=0.0001))
+                     optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001),
+                     clip_grad=dict(max_norm=35, norm_type=2))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100000, save_last=True))

@@ -1,4 +1,4 @@
 """Training-time helpers registered into mmengine."""
-from .hooks import WeightsDigestHook
+from .hooks import ProgressHook, WeightsDigestHook
 
-__all__ = ['WeightsDigestHook']
+__all__ = ['ProgressHook', 'WeightsDigestHook']
