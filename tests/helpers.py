@@ -29,3 +29,11 @@ def fcn_head(in_channels, channels, num_classes=19, **kwargs):
         return FCNHead(in_channels=in_channels, channels=channels, kernel_size=1, num_convs=1,
                        concat_input=False, num_classes=num_classes, norm_cfg=dict(type='BN'),
                        **kwargs)
+
+
+def heatmap_head(in_channels, out_channels=17, **kwargs):
+    """mmpose's HeatmapHead, built in mmpose's scope (its loss is found by scope)."""
+    from mmengine.registry import DefaultScope
+    from mmpose.models.heads import HeatmapHead
+    with DefaultScope.overwrite_default_scope('mmpose'):
+        return HeatmapHead(in_channels=in_channels, out_channels=out_channels, **kwargs)

@@ -11,7 +11,8 @@ import hrnet_mm
 
 ROOT = Path(__file__).resolve().parents[1] / 'configs'
 LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
-CONFIGS = sorted(p for p in ROOT.rglob('*.py') if '_base_' not in p.parts)
+# configs/_base_ and configs/_demo_ hold pieces that full configs inherit, not configs
+CONFIGS = sorted(p for p in ROOT.rglob('*.py') if not {'_base_', '_demo_'} & set(p.parts))
 
 
 def _build(path: Path):

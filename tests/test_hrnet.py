@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from helpers import fcn_head, max_abs_diff, randomize
+from helpers import fcn_head, heatmap_head, max_abs_diff, randomize
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
@@ -121,9 +121,8 @@ def test_backbone_parameter_counts(arch, expected):
 @pytest.mark.parametrize('arch, expected', [('w32', 28.54), ('w48', 63.60)])
 def test_pose_parameter_counts(arch, expected):
     """SimpleBaseline-style top-down pose net: V1 + mmpose's 1x1 heatmap head (17 joints)."""
-    from mmpose.models.heads import HeatmapHead
     backbone = HRNetV2(arch=arch, representation='v1')
-    head = HeatmapHead(in_channels=backbone.out_channels[0], out_channels=17,
+    head = heatmap_head(backbone.out_channels[0], out_channels=17,
                        deconv_out_channels=None)
     assert _params(backbone) + _params(head) == pytest.approx(expected, abs=0.01)
 

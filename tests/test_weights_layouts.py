@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from helpers import fcn_head, max_abs_diff, randomize
+from helpers import fcn_head, heatmap_head, max_abs_diff, randomize
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.models import get_arch
@@ -87,7 +87,6 @@ def test_cls_weights_load_whole_through_init_cfg(tmp_path):
 
 def test_official_pose(tmp_path):
     from mmpose.models.backbones import HRNet
-    from mmpose.models.heads import HeatmapHead
     table = get_arch('w18_small_v1')
     table['stage4']['multiscale_output'] = False
     trunk, final_layer = HRNet(extra=table), nn.Conv2d(16, 17, 1)
@@ -99,7 +98,7 @@ def test_official_pose(tmp_path):
     state, meta, _ = _convert_file(tmp_path, source, arch='w18_small_v1', representation='v1')
     assert meta['unmapped'] == []
     ours = _strict(HRNetV2(arch='w18_small_v1', representation='v1'), _sub(state, 'backbone.'))
-    head = _strict(HeatmapHead(in_channels=16, out_channels=17, deconv_out_channels=None),
+    head = _strict(heatmap_head(16, out_channels=17, deconv_out_channels=None),
                    _sub(state, 'head.'))
     x = _x(128, 96)
     with torch.no_grad():
@@ -183,16 +182,15 @@ def test_mmseg_fcn_hrnet(tmp_path):
 @pytest.mark.parametrize('head_prefix', ['head.', 'keypoint_head.'])  # mmpose 1.x and 0.x
 def test_mmpose_topdown(tmp_path, head_prefix):
     from mmpose.models.backbones import HRNet
-    from mmpose.models.heads import HeatmapHead
     trunk = HRNet(extra=get_arch('w18_small_v1'))
-    head = HeatmapHead(in_channels=16, out_channels=17, deconv_out_channels=None)
+    head = heatmap_head(16, out_channels=17, deconv_out_channels=None)
     _eval(trunk, head)
     source = {'state_dict': {**{f'backbone.{k}': v for k, v in trunk.state_dict().items()},
                              **{f'{head_prefix}{k}': v for k, v in head.state_dict().items()}}}
     state, meta, _ = _convert_file(tmp_path, source, arch='w18_small_v1', representation='v1')
     assert meta['converted_from'] == 'mmpose'
     ours = _strict(HRNetV2(arch='w18_small_v1', representation='v1'), _sub(state, 'backbone.'))
-    our_head = _strict(HeatmapHead(in_channels=16, out_channels=17, deconv_out_channels=None),
+    our_head = _strict(heatmap_head(16, out_channels=17, deconv_out_channels=None),
                        _sub(state, 'head.'))
     x = _x(128, 96)
     with torch.no_grad():
