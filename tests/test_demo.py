@@ -115,3 +115,19 @@ def test_train_and_test_tools(demo_dir, tmp_path):
         capture_output=True, text=True, timeout=600)
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert (work / 'iter_6.pth').exists()
+
+
+def test_mim_train_and_test(demo_dir, tmp_path):
+    """`mim train <library> <config>` runs the library's own train.py on an hrnet_mm config."""
+    mim = Path(sys.executable).parent / 'mim'
+    config = str(DEMOS['seg'])
+    train = subprocess.run([str(mim), 'train', 'mmseg', config, '--work-dir', str(tmp_path),
+                            '--cfg-options', 'train_cfg.max_iters=2'], cwd=demo_dir,
+                           capture_output=True, text=True, timeout=600)
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    assert (tmp_path / 'iter_2.pth').exists()
+    test = subprocess.run([str(mim), 'test', 'mmseg', config, '--checkpoint',
+                           str(tmp_path / 'iter_2.pth'), '--work-dir', str(tmp_path)],
+                          cwd=demo_dir, capture_output=True, text=True, timeout=600)
+    assert test.returncode == 0, test.stdout[-2000:] + test.stderr[-2000:]
+    assert 'mIoU' in test.stdout + test.stderr

@@ -84,6 +84,10 @@ fi
 step "mmpose (without chumpy)"
 "${PIP[@]}" --no-deps "mmpose==1.3.2"
 
+step "openmim (mim train / mim test), without openxlab"
+"${PIP[@]}" -r "$ROOT/requirements/mim.txt"
+"${PIP[@]}" --no-deps "openmim==0.3.9"
+
 step "hrnet_mm (editable) and the test tools"
 "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
@@ -91,7 +95,7 @@ step "hrnet_mm (editable) and the test tools"
 step "checking the stack"
 "$PY" - <<'PYEOF'
 import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose
-import mmcv.ops, xtcocotools.mask, pycocotools.mask
+import mmcv.ops, xtcocotools.mask, pycocotools.mask, mim
 import hrnet_mm
 for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, hrnet_mm):
     print(f"  {m.__name__:12s} {m.__version__}")
