@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .fast import optimize_for_inference
+from .fast import optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -137,6 +137,13 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
 
 
+def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, device: torch.device,
+                  precision: str) -> float:
+    """Largest difference between the outputs of two models on ``x``."""
+    with torch.no_grad(), _autocast(device, precision):
+        return max((p.float() - q.float()).abs().max().item() for p, q in zip(a(x), b(x)))
+
+
 def peak_memory_mib(step: Callable[[], None], device: torch.device,
                     modules: Sequence[nn.Module] = (), optimizer=None) -> float:
     """Peak memory of one ``step``: the CUDA allocator's peak, or on the CPU torch's
@@ -225,10 +232,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         ref, ours = build_pair(lib, arch, representation)
         models[lib] = ref.to(dev)
         models[f'hrnet_mm ({lib} config)'] = ours.to(dev)
-        ref.eval(), ours.eval()
-        with torch.no_grad(), _autocast(dev, precision):
-            diff = max((a.float() - b.float()).abs().max().item()
-                       for a, b in zip(ref(x), ours(x)))
+        diff = _max_abs_diff(ref.eval(), ours.eval(), x, dev, precision)
         tol = 1e-4 if precision == 'fp32' else 5e-2
         rows[lib] = Row(lib)
         rows[f'hrnet_mm ({lib} config)'] = Row(f'hrnet_mm ({lib} config)', max_abs_diff=diff)
@@ -251,10 +255,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                                         compile='compile' in fast)
             infer[fast_name] = fm
             rows[fast_name] = Row(fast_name)
-            with torch.no_grad(), _autocast(dev, precision):
-                rows[fast_name].max_abs_diff = max(
-                    (a.float() - b.float()).abs().max().item()
-                    for a, b in zip(base_ours(x), fm(x)))
+            rows[fast_name].max_abs_diff = _max_abs_diff(base_ours, fm, x, dev, precision)
 
         def infer_step(m):
             def step():
@@ -273,11 +274,9 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     if 'train' in modes:
         train = {name: copy.deepcopy(m).train() for name, m in models.items()}
         if fast_name and ('channels_last' in fast or 'compile' in fast):
-            fm = copy.deepcopy(base_ours)
-            fm.channels_last = 'channels_last' in fast
-            if fm.channels_last:
-                fm.to(memory_format=torch.channels_last)
-            fm.train()
+            fm = copy.deepcopy(base_ours).train()
+            if 'channels_last' in fast:
+                use_channels_last(fm)
             train[fast_name] = torch.compile(fm) if 'compile' in fast else fm
             rows.setdefault(fast_name, Row(fast_name))
         if with_cp:

@@ -52,6 +52,16 @@ def fuse_conv_bn(model: nn.Module) -> nn.Module:
     return model
 
 
+def use_channels_last(model: nn.Module) -> nn.Module:
+    """NHWC weights, and for an :class:`~hrnet_mm.HRNetV2` (or a module holding one) NHWC
+    inputs too, as ``HRNetV2(channels_last=True)`` does; in place, returns ``model``."""
+    model.to(memory_format=torch.channels_last)
+    for m in model.modules():
+        if hasattr(m, 'channels_last'):
+            m.channels_last = True
+    return model
+
+
 def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last: bool = True,
                            compile: bool = False, **compile_kwargs) -> nn.Module:
     """The inference fast path in one call: BN folding, NHWC memory, optionally compiled.
@@ -63,9 +73,7 @@ def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last
     if fuse_bn:
         fuse_conv_bn(model)
     if channels_last:
-        model.to(memory_format=torch.channels_last)
-        if hasattr(model, 'channels_last'):
-            model.channels_last = True
+        use_channels_last(model)
     if compile:
         model = torch.compile(model, **compile_kwargs)
     return model

@@ -1,5 +1,4 @@
 """Shared helpers: deterministic random weights, including BN statistics."""
-import torch
 import torch.nn as nn
 
 from hrnet_mm.bench import randomize_weights

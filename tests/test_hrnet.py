@@ -286,9 +286,16 @@ def test_norm_layers(norm_cfg, norm_type):
 
 
 def test_conv_cfg_is_used():
-    from mmcv.ops import DeformConv2dPack  # noqa: F401  (any registered conv type would do)
-    model = HRNetV2(arch='w18_small_v1', conv_cfg=dict(type='Conv2d'))
-    assert isinstance(model.conv1, nn.Conv2d)
+    """Every conv, pyramid included, is built from conv_cfg (here weight-standardised convs)."""
+    from mmcv.cnn.bricks.conv_ws import ConvWS2d
+    model = HRNetV2(arch='w18_small_v1', representation='v2p', conv_cfg=dict(type='ConvWS'))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(type(m) is ConvWS2d for m in convs)
+    plain = HRNetV2(arch='w18_small_v1', representation='v2p')
+    plain.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(model.eval()(x), plain.eval()(x)) > 1e-3  # the conv type acts
 
 
 def test_in_channels():

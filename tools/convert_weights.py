@@ -16,7 +16,7 @@ import torch
 from hrnet_mm import HRNetV2
 from hrnet_mm.weights import LAYOUTS, CheckpointError, convert_state_dict, load_checkpoint_file
 from hrnet_mm.weights.layouts import head_kwargs
-from hrnet_mm.weights.loading import check_shapes
+from hrnet_mm.weights.loading import load_converted
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,19 +52,12 @@ def main(argv=None) -> int:
     if conv.unmapped:
         print(f'  could not map {len(conv.unmapped)} keys (left out): {", ".join(conv.unmapped)}')
     if args.arch:
-        backbone = {k[9:]: v for k, v in state.items() if k.startswith('backbone.')}
         kwargs = dict(arch=args.arch, representation=args.representation,
                       **head_kwargs(state, args.representation))
-        model = HRNetV2(**kwargs)
         try:
-            check_shapes(model, backbone, args.src)
+            load_converted(HRNetV2(**kwargs), conv, args.src, strict=True)
         except CheckpointError as e:
-            print(f'error: {e}', file=sys.stderr)
-            return 1
-        result = model.load_state_dict(backbone, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            print(f'error: not a strict fit for HRNetV2({kwargs}): missing '
-                  f'{result.missing_keys}, unexpected {result.unexpected_keys}', file=sys.stderr)
+            print(f'error: not a strict fit for HRNetV2({kwargs}): {e}', file=sys.stderr)
             return 1
         print(f'  checked: loads strictly into HRNetV2({kwargs})')
     meta = dict(hrnet_mm=dict(converted_from=conv.layout, source=osp.basename(args.src),

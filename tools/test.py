@@ -5,14 +5,13 @@
 """
 import argparse
 import json
-import os.path as osp
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401
-from hrnet_mm.engine.dist import prepare_cpu_distributed
+from hrnet_mm.engine.run_config import load_run_config
 
 
 def parse_args(argv=None):
@@ -29,13 +28,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    cfg.launcher = args.launcher
-    cfg.work_dir = args.work_dir or osp.join(
-        'work_dirs', osp.splitext(osp.basename(args.config))[0])
-    prepare_cpu_distributed(cfg)  # gloo and CPU DDP when there is no GPU
+    cfg = load_run_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     cfg.load_from = args.checkpoint
     metrics = Runner.from_cfg(cfg).test()
     if args.out:

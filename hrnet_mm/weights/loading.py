@@ -164,17 +164,24 @@ def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = '
         conv: Conversion = convert_state_dict(raw, layout)
     except ValueError as e:
         raise CheckpointError(f'{checkpoint}: {e}') from None
+    return load_converted(model, conv, checkpoint, prefix, strict)
+
+
+def load_converted(model: nn.Module, conv: Conversion, source: str,
+                   prefix: Optional[str] = 'backbone.', strict: bool = False) -> LoadReport:
+    """Load an already converted checkpoint (see :func:`load_pretrained`); ``source`` names
+    it in reports and errors."""
     state = conv.state_dict
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
-            raise CheckpointError(f'{checkpoint}: no keys under prefix {prefix!r} after '
+            raise CheckpointError(f'{source}: no keys under prefix {prefix!r} after '
                                   f'converting from layout {conv.layout!r}')
-    check_shapes(model, state, checkpoint)
+    check_shapes(model, state, source)
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(conv.layout, list(result.missing_keys), list(result.unexpected_keys),
                         conv.unmapped)
     if strict and (report.missing or report.unexpected):
-        raise CheckpointError(f'{checkpoint}: strict load failed: {report.summary()}')
-    print_log(f'loaded {checkpoint}: {report.summary()}', logger='current')
+        raise CheckpointError(f'{source}: strict load failed: {report.summary()}')
+    print_log(f'loaded {source}: {report.summary()}', logger='current')
     return report
