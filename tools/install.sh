@@ -4,9 +4,14 @@
 #   bash tools/install.sh            # into .venv at the repository root
 #   bash tools/install.sh /path/venv # or anywhere else (HRNET_MM_VENV works too)
 #
+#   bash tools/install.sh /opt/env   # into an existing environment: its torch is kept
+#
 # Re-running is cheap: every step is skipped when what it installs is already there.
-# Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt wheels, default
+# On a machine where torch sees a GPU, mmcv is built with its CUDA ops for that GPU (nvcc of
+# torch's CUDA version is needed; FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 builds them without one).
+# Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt CPU wheels, default
 # ../shared/wheels), MMCV_BUILD_JOBS (parallel compile jobs for the mmcv source build).
+# Offline, pip's own PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder of wheels and sdists> apply.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,41 +28,75 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+CONSTRAINTS="$ROOT/requirements/constraints.txt"
+RUNTIME="$ROOT/requirements/runtime.txt"
+TORCH_PIN=$(sed -n 's/^torch==//p' "$CONSTRAINTS")
+HAVE_TORCH=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)
+if [ -n "$HAVE_TORCH" ] && [ "${HAVE_TORCH%%+*}" != "$TORCH_PIN" ]; then
+  # An environment that brings its own torch (a CUDA image, a conda env) keeps it, and every
+  # package it has; what is added is pinned as tested.
+  step "keeping this environment's torch $HAVE_TORCH (tested: $TORCH_PIN) and its packages"
+  "$PY" - "$CONSTRAINTS" "$TMP/constraints.txt" <<'PYEOF'
+import re, sys
+from importlib.metadata import distributions
+norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
+have = {norm(d.metadata['Name']) for d in distributions()}
+with open(sys.argv[1]) as src, open(sys.argv[2], 'w') as dst:
+    dst.writelines(l for l in src if l.startswith('#') or norm(l.split('==')[0]) not in have)
+PYEOF
+  grep -v -E '^(torch|torchvision)==' "$RUNTIME" > "$TMP/runtime.txt"
+  CONSTRAINTS="$TMP/constraints.txt" RUNTIME="$TMP/runtime.txt"
+  UPGRADE_PIP=()
+else
+  UPGRADE_PIP=(--upgrade pip)
+fi
 # Every install is held to the exact versions the test suite passed with.
-PIP=("$PY" -m pip install --disable-pip-version-check -c "$ROOT/requirements/constraints.txt")
+PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
 
 # torch 2.14 needs setuptools >= 77; mmcv's setup.py and mim need pkg_resources (< 81).
 step "build tools"
-"${PIP[@]}" -q --upgrade pip "setuptools>=77,<81" wheel "cython>=3" numpy ninja
+"${PIP[@]}" -q "${UPGRADE_PIP[@]}" "setuptools>=77,<81" wheel "cython>=3" numpy ninja
 
 step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
-"${PIP[@]}" -r "$ROOT/requirements/runtime.txt"
+"${PIP[@]}" -r "$RUNTIME"
+
+# CPU or CUDA ops: decided (and anything that would break the build minutes later said) now.
+PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
+eval "$PLAN"
+export MMCV_CUDA
+if [ "$MMCV_CUDA" = 1 ]; then
+  export FORCE_CUDA CUDA_HOME TORCH_CUDA_ARCH_LIST
+  step "GPU build: mmcv's CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc (CUDA $MMCV_CUDA_RELEASE)"
+fi
 
 # mmcv's dependencies, so that the mmcv install itself can be --no-deps.
 "${PIP[@]}" -q addict packaging pyyaml yapf
 
-have_mmcv_ops() {
-  "$PY" - <<PYEOF 2>/dev/null
-import mmcv, mmcv.ops
-assert mmcv.__version__ == "$MMCV_VERSION", mmcv.__version__
-from mmcv.ops import RoIAlign, nms  # compiled ops that mmdet needs
-PYEOF
-}
+# mmcv's version, its compiled ops (RoIAlign, nms: mmdet needs them) and, for a GPU build,
+# those ops run on CUDA tensors.
+have_mmcv_ops() { "$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>/dev/null; }
 
-if have_mmcv_ops; then
-  step "mmcv $MMCV_VERSION with ops already installed"
+if OPS=$(have_mmcv_ops); then
+  step "$OPS: already installed"
 else
   TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   TORCH=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
   WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
-  if [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && [ "$(uname -m)" = x86_64 ]; then
-    # The shared wheel is a build cache made for exactly torch 2.14.1 / this Python.
+  if [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
+      [ "$(uname -m)" = x86_64 ]; then
+    # The shared wheel is a build cache of CPU ops for exactly torch 2.14.1 / this Python;
+    # never for a GPU machine.
     step "mmcv $MMCV_VERSION from prebuilt wheel $WHEEL"
     "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
   else
-    step "building mmcv $MMCV_VERSION with its ops from source (about 10 minutes on 2 cores)"
-    SRC=$(mktemp -d)
-    trap 'rm -rf "$SRC"' EXIT
+    if [ "$MMCV_CUDA" = 1 ]; then
+      step "building mmcv $MMCV_VERSION with CUDA ops from source (about 5 minutes on 16 cores)"
+    else
+      step "building mmcv $MMCV_VERSION with its ops from source (about 10 minutes on 2 cores)"
+    fi
+    SRC="$TMP/mmcv-src"
     "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary mmcv \
       -c "$ROOT/requirements/constraints.txt" \
       --no-build-isolation "mmcv==$MMCV_VERSION" -d "$SRC"
@@ -69,7 +108,10 @@ else
     (cd "$SRC/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc)} \
       "${PIP[@]}" --no-deps --no-build-isolation .)
   fi
-  have_mmcv_ops || { echo "[install] mmcv $MMCV_VERSION ops do not import" >&2; exit 1; }
+  OPS=$(have_mmcv_ops) || {
+    echo "[install] error: mmcv $MMCV_VERSION's ops do not work:" \
+      "$("$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>&1 | tail -n 1)" >&2; exit 1; }
+  step "$OPS"
 fi
 
 # xtcocotools' published wheels are built against numpy 1 and crash under numpy 2.
