@@ -1,4 +1,6 @@
 """pytest setup shared by all tests."""
+import os
+
 import pytest
 import torch
 
@@ -8,6 +10,12 @@ def pytest_addoption(parser):
 
 
 def pytest_collection_modifyitems(config, items):
+    # tests/test_cuda.py: on a GPU; HRNET_MM_CUDA_TESTS_ON=cpu dry-runs them on the CPU.
+    if not torch.cuda.is_available() and os.environ.get('HRNET_MM_CUDA_TESTS_ON') != 'cpu':
+        skip_cuda = pytest.mark.skip(reason='cuda: needs a GPU')
+        for item in items:
+            if 'cuda' in item.keywords:
+                item.add_marker(skip_cuda)
     if config.getoption('--runslow'):
         return
     skip = pytest.mark.skip(reason='slow: run with --runslow')

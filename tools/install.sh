@@ -38,19 +38,25 @@ if [ -n "$HAVE_TORCH" ] && [ "${HAVE_TORCH%%+*}" != "$TORCH_PIN" ]; then
   # An environment that brings its own torch (a CUDA image, a conda env) keeps it, and every
   # package it has; what is added is pinned as tested.
   step "keeping this environment's torch $HAVE_TORCH (tested: $TORCH_PIN) and its packages"
-  "$PY" - "$CONSTRAINTS" "$TMP/constraints.txt" <<'PYEOF'
+  # Constraints and runtime needs less what the environment has (opencv-python-headless
+  # stands for opencv-python); runtime needs then install --no-deps, as runtime.txt names
+  # their needs too (mmengine's opencv-python would otherwise come on top of the headless one).
+  "$PY" - "$CONSTRAINTS" "$RUNTIME" "$TMP" <<'PYEOF'
 import re, sys
 from importlib.metadata import distributions
 norm = lambda n: re.sub(r'[-_.]+', '-', n).lower()
 have = {norm(d.metadata['Name']) for d in distributions()}
-with open(sys.argv[1]) as src, open(sys.argv[2], 'w') as dst:
-    dst.writelines(l for l in src if l.startswith('#') or norm(l.split('==')[0]) not in have)
+if have & {'opencv-python-headless', 'opencv-contrib-python', 'opencv-contrib-python-headless'}:
+    have.add('opencv-python')
+name = lambda line: norm(re.split(r'[=<>!~ ;\[]', line.strip(), 1)[0])
+for src, dst in zip(sys.argv[1:3], ('constraints.txt', 'runtime.txt')):
+    with open(src) as f, open(f'{sys.argv[3]}/{dst}', 'w') as out:
+        out.writelines(l for l in f if l.startswith('#') or not l.strip() or name(l) not in have)
 PYEOF
-  grep -v -E '^(torch|torchvision)==' "$RUNTIME" > "$TMP/runtime.txt"
-  CONSTRAINTS="$TMP/constraints.txt" RUNTIME="$TMP/runtime.txt"
+  CONSTRAINTS="$TMP/constraints.txt" RUNTIME="$TMP/runtime.txt" RUNTIME_DEPS=(--no-deps)
   UPGRADE_PIP=()
 else
-  UPGRADE_PIP=(--upgrade pip)
+  UPGRADE_PIP=(--upgrade pip) RUNTIME_DEPS=()
 fi
 # Every install is held to the exact versions the test suite passed with.
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
@@ -60,7 +66,7 @@ step "build tools"
 "${PIP[@]}" -q "${UPGRADE_PIP[@]}" "setuptools>=77,<81" wheel "cython>=3" numpy ninja
 
 step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
-"${PIP[@]}" -r "$RUNTIME"
+"${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
 
 # CPU or CUDA ops: decided (and anything that would break the build minutes later said) now.
 PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1

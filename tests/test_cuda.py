@@ -1,0 +1,307 @@
+"""On a GPU: equivalence with the stock HRNets, training in every precision, the fast paths, and
+the demo configs through tools/train.py, ``mim train`` and tools/test.py with mmengine's AMP.
+
+Every test here is marked ``cuda`` and skipped where torch sees no GPU (CI has none); run them
+with ``python -m pytest -m cuda`` on a GPU machine (``tools/gpu_check.sh`` does, with the
+benchmarks). ``HRNET_MM_CUDA_TESTS_ON=cpu`` runs the same code on the CPU, as a dry run of this
+file (AMP through mmengine is GPU-only there and is left out).
+
+Tolerances (each test records what it measured, as ``record_property``):
+
+- fp32 with TF32 off: max abs difference <= 1e-4 to the stock model and to the plain model;
+- TF32 on (cuDNN and matmul): relative difference (``||a - b|| / ||b||`` over all outputs) to
+  the stock model in the same mode <= 1e-3, and to fp32 <= 1e-2;
+- bf16 autocast: to the stock model in bf16 <= 1e-2, to fp32 <= 5e-2;
+- training step gradients relative to fp32, BN statistics fixed: bf16 <= 0.05, fp16 (with a
+  GradScaler) <= 0.02 (measured on the CPU: 0.004-0.009 and 0.001-0.005).
+"""
+import copy
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from helpers import max_abs_diff, randomize
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from hrnet_mm import HRNetV2
+from hrnet_mm.bench import build_pair, peak_memory_mib
+from hrnet_mm.fast import fuse_conv_bn, optimize_for_inference
+from hrnet_mm.models.blocks import BasicBlock
+from hrnet_mm.models.fusion import FP16_MAX, HRModule
+
+pytestmark = pytest.mark.cuda
+DEVICE = torch.device(os.environ.get('HRNET_MM_CUDA_TESTS_ON', 'cuda'))
+ON_GPU = DEVICE.type == 'cuda'
+ROOT = Path(__file__).resolve().parents[1]
+REPRESENTATIONS = ['branches', 'v1', 'v2', 'v2p', 'cls']
+
+
+@contextmanager
+def tf32(enabled: bool):
+    """TF32 for cuDNN convolutions and matmuls on or off (cuDNN's default is on)."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def autocast(dtype):
+    return torch.autocast(DEVICE.type, dtype=dtype, enabled=dtype is not None)
+
+
+def rel(a, b) -> float:
+    """``||a - b|| / ||b||`` over sequences of tensors (in float32)."""
+    num = sum(((x.float() - y.float())**2).sum() for x, y in zip(a, b))
+    den = sum((y.float()**2).sum() for y in b)
+    return (num / den).sqrt().item()
+
+
+def _model(representation='branches', arch='w18_small_v1', **kwargs):
+    return randomize(HRNetV2(arch=arch, representation=representation, **kwargs)).to(DEVICE)
+
+
+def _x(*shape, seed=1):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(DEVICE)
+
+
+# ---------------------------------------------------------------------- equivalence
+@pytest.mark.parametrize('library, representation', [
+    ('mmdet', 'branches'), ('mmdet', 'v2p'), ('mmseg', 'v2'), ('mmpose', 'v1')])
+def test_equal_to_stock_in_fp32_tf32_and_bf16(library, representation, record_property):
+    ref, ours = build_pair(library, 'w18', representation)
+    ref, ours = ref.to(DEVICE).eval(), ours.to(DEVICE).eval()
+    x = _x(2, 3, 256, 192)
+    with torch.no_grad():
+        with tf32(False):
+            stock32, ours32 = ref(x), ours(x)
+        with tf32(True):
+            stock_tf32, ours_tf32 = ref(x), ours(x)
+        with tf32(False), autocast(torch.bfloat16):
+            stock_bf16, ours_bf16 = ref(x), ours(x)
+    measured = dict(fp32_abs=max_abs_diff(stock32, ours32),
+                    tf32_vs_stock=rel(ours_tf32, stock_tf32), tf32_vs_fp32=rel(ours_tf32, stock32),
+                    bf16_vs_stock=rel(ours_bf16, stock_bf16), bf16_vs_fp32=rel(ours_bf16, stock32))
+    record_property('measured', json.dumps(measured))
+    assert measured['fp32_abs'] <= 1e-4, measured
+    assert measured['tf32_vs_stock'] <= 1e-3 and measured['tf32_vs_fp32'] <= 1e-2, measured
+    assert measured['bf16_vs_stock'] <= 1e-2 and measured['bf16_vs_fp32'] <= 5e-2, measured
+    assert all(o.dtype == torch.bfloat16 for o in ours_bf16) or not ON_GPU
+
+
+# ---------------------------------------------------------------------- training steps
+def _grads_after_step(model, x, dtype):
+    """One training step's loss and gradients under autocast ``dtype`` (None: fp32)."""
+    model.zero_grad(set_to_none=True)
+    scaler = torch.amp.GradScaler(DEVICE.type, enabled=dtype == torch.float16)
+    with autocast(dtype):
+        outs = model(x)
+    loss = sum(o.float().square().mean() for o in outs)
+    scaler.scale(loss).backward()
+    scale = scaler.get_scale() if scaler.is_enabled() else 1.0
+    return loss.item(), [p.grad.float() / scale for p in model.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize('representation', REPRESENTATIONS)
+def test_training_step_in_fp32_bf16_fp16(representation, record_property):
+    """Finite losses and gradients in every precision; gradients close to fp32 with the BN
+    statistics fixed (``norm_eval``: with batch statistics of 2 small images, the stock
+    models' low-precision gradients differ from fp32 by 40% and more, ours exactly alike)."""
+    x = _x(2, 3, 128, 128)
+    measured = {}
+    with tf32(False):
+        for norm_eval in (False, True):
+            model = _model(representation, norm_eval=norm_eval).train()
+            loss32, grads32 = _grads_after_step(model, x, None)
+            for name, dtype, tol in [('bf16', torch.bfloat16, 0.05), ('fp16', torch.float16, 0.02)]:
+                loss, grads = _grads_after_step(model, x, dtype)
+                assert torch.isfinite(torch.tensor(loss)), (name, loss)
+                assert all(torch.isfinite(g).all() for g in grads), name
+                assert len(grads) == len(grads32)
+                key = f'{name}{"_norm_eval" if norm_eval else ""}'
+                measured[key] = dict(loss=abs(loss - loss32) / abs(loss32),
+                                     grads=rel(grads, grads32))
+                if norm_eval:
+                    assert measured[key]['grads'] <= tol, (name, measured)
+    record_property('measured', json.dumps(measured))
+
+
+def test_fp16_fusion_sums_saturate():
+    """Two branches near the float16 limit: a float16 sum is inf, the fusion saturates."""
+    module = HRModule(BasicBlock, [1, 1], [8, 8], [8, 8], num_outputs=2).eval()
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.zero_()
+            if isinstance(m, _BatchNorm):
+                m.weight.fill_(1.0)
+                m.bias.fill_(40000.0)
+    module.to(DEVICE)
+    x = [_x(1, 8, 16, 16), _x(1, 8, 8, 8)]
+    with torch.no_grad():
+        fp32 = module(x)
+        half = copy.deepcopy(module).half()([t.half() for t in x])
+        with autocast(torch.float16):
+            amp = module(x)
+    assert torch.isinf(fp32[0].half() + fp32[0].half()).any()
+    for a, b, c in zip(fp32, half, amp):
+        assert b.dtype == torch.float16 and torch.isfinite(b).all()
+        assert torch.equal(b.float(), a.clamp(max=FP16_MAX).half().float())
+        assert torch.isfinite(c).all()
+
+
+# ---------------------------------------------------------------------- fast paths
+# Gradients are compared with the BN statistics fixed (norm_eval): batch statistics of two small
+# images amplify float rounding (another conv algorithm) far beyond what the path changes.
+def test_channels_last_same_outputs_and_gradients():
+    plain = _model(norm_eval=True).train()
+    nhwc = HRNetV2(arch='w18_small_v1', norm_eval=True, channels_last=True).to(DEVICE).train()
+    nhwc.load_state_dict(plain.state_dict())
+    x = _x(2, 3, 128, 128)
+    outs, grads = [], []
+    with tf32(False):
+        for m in (plain, nhwc):
+            y = m(x)
+            sum(o.square().mean() for o in y).backward()
+            outs.append(y)
+            grads.append([p.grad for p in m.parameters()])
+    assert outs[1][0].is_contiguous(memory_format=torch.channels_last)
+    assert max_abs_diff(outs[0], outs[1]) <= 1e-4
+    assert rel(grads[1], grads[0]) <= 1e-4
+
+
+@pytest.mark.parametrize('representation', ['v2p', 'cls'])
+def test_fuse_conv_bn_and_optimize_for_inference(representation):
+    model = _model(representation).eval()
+    x = _x(2, 3, 128, 160)
+    with torch.no_grad(), tf32(False):
+        plain = model(x)
+        fused = fuse_conv_bn(copy.deepcopy(model))(x)
+        fast_model = optimize_for_inference(copy.deepcopy(model))
+        fast = fast_model(x)
+    assert not any(isinstance(m, _BatchNorm) for m in fast_model.modules())
+    assert max_abs_diff(plain, fused) <= 1e-4
+    assert max_abs_diff(plain, fast) <= 1e-4
+
+
+def test_compile_fullgraph_inference_and_training():
+    """Inductor on the device: one graph for inference and for a training step."""
+    torch._dynamo.reset()
+    model = _model('v2', norm_eval=True).train()
+    compiled_model = copy.deepcopy(model)
+    compiled = torch.compile(compiled_model, fullgraph=True)
+    x = _x(2, 3, 128, 128)
+    with tf32(False):
+        outs, grads = [], []
+        for m, params in ((model, model), (compiled, compiled_model)):
+            y = m(x)
+            sum(o.square().mean() for o in y).backward()
+            outs.append(y)
+            grads.append([p.grad for p in params.parameters()])
+        assert max_abs_diff(outs[0], outs[1]) <= 1e-4
+        assert rel(grads[1], grads[0]) <= 1e-4
+        fast = optimize_for_inference(copy.deepcopy(model), compile=True, fullgraph=True)
+        with torch.no_grad():
+            assert max_abs_diff(model.eval()(x), fast(x)) <= 1e-4
+
+
+def test_with_cp_peak_memory_at_most_0_6_of_stock(record_property):
+    ref, ours = build_pair('mmseg', 'w18', 'branches')
+    cp_model = HRNetV2(arch='w18', with_cp=True, upsample_mode='bilinear')
+    cp_model.load_state_dict(ours.state_dict())
+    x = _x(2, 3, 512, 512) if ON_GPU else _x(2, 3, 256, 256)
+
+    def peak(model):
+        model.to(DEVICE).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def step():
+            opt.zero_grad()
+            sum(o.mean() for o in model(x)).backward()
+            opt.step()
+        step()  # cuDNN's workspaces and autotuning happen before the measured step
+        mib = peak_memory_mib(step, DEVICE, [model], opt)
+        opt.zero_grad(set_to_none=True)
+        model.cpu()  # the next model's peak counts every live tensor: not this one's
+        return mib
+
+    stock, checkpointed = peak(ref), peak(cp_model)
+    record_property('measured', json.dumps(dict(stock_mib=stock, with_cp_mib=checkpointed)))
+    assert checkpointed <= 0.6 * stock, (checkpointed, stock)
+
+
+# ---------------------------------------------------------------------- the demo configs
+DEMOS = {
+    'det': ('configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py', 'coco/bbox_mAP'),
+    'seg': ('configs/seg/demo_fcn_hrnetv2-w18-small-v1.py', 'mIoU'),
+    'pose': ('configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py', 'coco/AP'),
+}
+
+
+@pytest.fixture(scope='module')
+def demo_dir(tmp_path_factory):
+    from hrnet_mm.data import generate
+    root = tmp_path_factory.mktemp('demo')
+    generate(str(root / 'data/hrnet_mm_demo'), num_train=16, num_val=8)
+    return root
+
+
+def _tool(args, cwd):
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _amp(dtype):
+    """``--cfg-options`` for mmengine's AmpOptimWrapper with ``dtype`` (GPU-only)."""
+    if not ON_GPU:
+        return []
+    return ['optim_wrapper.type=AmpOptimWrapper', f'optim_wrapper.dtype={dtype}',
+            'optim_wrapper.loss_scale=dynamic']
+
+
+@pytest.mark.parametrize('task', sorted(DEMOS))
+def test_demo_trains_with_amp_resumes_and_is_tested(task, demo_dir, tmp_path):
+    config, metric = DEMOS[task]
+    work = tmp_path / 'work'
+    train = [sys.executable, str(ROOT / 'tools/train.py'), str(ROOT / config), '--work-dir',
+             str(work)]
+    log = _tool(train + ['--cfg-options', 'train_cfg.max_iters=4'] + _amp('float16'), demo_dir)
+    assert 'AmpOptimWrapper' in log or not ON_GPU
+    ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
+    assert ckpt['meta']['iter'] == 4
+    assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values() if v.is_floating_point())
+    # resumed in bf16 (the loss scaler's state is restored too), two more iterations
+    log = _tool(train + ['--resume', '--cfg-options', 'train_cfg.max_iters=6'] + _amp('bfloat16'),
+                demo_dir)
+    assert 'resumed epoch: 0, iter: 4' in log
+    assert torch.load(work / 'iter_6.pth', map_location='cpu', weights_only=False)['meta']['iter'] == 6
+    out = tmp_path / 'metrics.json'
+    _tool([sys.executable, str(ROOT / 'tools/test.py'), str(ROOT / config), str(work / 'iter_6.pth'),
+           '--work-dir', str(work), '--out', str(out)], demo_dir)
+    value = json.loads(out.read_text())[metric]
+    assert value == value and value >= 0  # a number, not NaN
+
+
+def test_mim_train_with_bf16_amp(demo_dir, tmp_path):
+    mim = Path(sys.executable).parent / 'mim'
+    config = str(ROOT / DEMOS['seg'][0])
+    log = _tool([str(mim), 'train', 'mmseg', config, '--work-dir', str(tmp_path),
+                 '--cfg-options', 'train_cfg.max_iters=2'] + _amp('bfloat16'), demo_dir)
+    assert (tmp_path / 'iter_2.pth').exists()
+    assert 'AmpOptimWrapper' in log or not ON_GPU
+
+
+def test_mmcv_cuda_ops_agree_with_cpu():
+    if not ON_GPU:
+        pytest.skip('mmcv CUDA ops: GPU only')
+    sys.path.insert(0, str(ROOT / 'tools'))
+    from mmcv_ops import check
+    assert 'agree with the CPU' in check('2.1.0', cuda=True)
