@@ -38,8 +38,11 @@ class Reference(nn.Module):
                  concat: bool = False) -> None:
         super().__init__()
         self.trunk, self.post, self.concat = trunk, post, concat
+        self.channels_last = False  # set by fast.use_channels_last: NHWC input as well
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.trunk(x)
         if not isinstance(out, (tuple, list)):
             return (out, )  # timm: logits
@@ -116,13 +119,15 @@ def build_pair(library: str, arch: str, representation: str,
 # ---------------------------------------------------------------------- measuring
 @dataclass
 class Row:
-    """One model's measurements."""
+    """One model's measurements (``profile``: per mode, see :func:`profile_step`)."""
     name: str
+    precision: Optional[str] = None
     infer_img_s: Optional[float] = None
     infer_peak_mib: Optional[float] = None
     train_img_s: Optional[float] = None
     train_peak_mib: Optional[float] = None
     max_abs_diff: Optional[float] = None
+    profile: Dict[str, dict] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
 
@@ -138,10 +143,15 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _max_abs_diff(a: nn.Module, b: nn.Module, x: torch.Tensor, device: torch.device,
-                  precision: str) -> float:
-    """Largest difference between the outputs of two models on ``x``."""
-    with torch.no_grad(), _autocast(device, precision):
-        return max((p.float() - q.float()).abs().max().item() for p, q in zip(a(x), b(x)))
+                  precision: str, precision_b: Optional[str] = None) -> float:
+    """Largest difference between the outputs of two models on ``x`` (``b`` may run in
+    another precision)."""
+    with torch.no_grad():
+        with _autocast(device, precision):
+            out_a = a(x)
+        with _autocast(device, precision_b or precision):
+            out_b = b(x)
+        return max((p.float() - q.float()).abs().max().item() for p, q in zip(out_a, out_b))
 
 
 def peak_memory_mib(step: Callable[[], None], device: torch.device,
@@ -211,94 +221,185 @@ def _train_step(model: nn.Module, x: torch.Tensor, device: torch.device,
     return step, optimizer
 
 
+def profile_step(step: Callable[[], None], device: torch.device, step_s: float) -> dict:
+    """Where one ``step``'s time goes: device kernel time, kernel launches, and the share of
+    the (unprofiled, median) step time ``step_s`` in which the device runs no kernel.
+
+    On CUDA the kernels are the profiler's device events (overlapping ones counted once); on
+    the CPU, torch's top-level operators stand in for them.
+    """
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+    cuda = device.type == 'cuda'
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    _sync(device)
+    with profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    if cuda:
+        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    else:
+        kernels = [e for e in prof.events()
+                   if e.cpu_parent is None and e.name.startswith('aten::')]
+    spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
+    busy_us, end = 0.0, float('-inf')
+    for a, b in spans:  # the union of the intervals
+        if b > end:
+            busy_us += b - max(a, end)
+            end = b
+    busy_ms = busy_us / 1e3
+    return dict(kernel_ms=round(busy_ms, 3), launches=len(kernels),
+                step_ms=round(step_s * 1e3, 3),
+                idle_pct=round(max(0.0, 100 * (1 - busy_ms / (step_s * 1e3))), 1))
+
+
+def _stock_fast(ref: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
+    """What a user can do to the stock model with the generic tools: mmcv's ``fuse_conv_bn``
+    (inference), ``channels_last``, ``torch.compile``."""
+    model = copy.deepcopy(ref)
+    if mode == 'infer' and 'fold' in fast:
+        from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
+        mmcv_fuse_conv_bn(model.eval())
+    if 'channels_last' in fast:
+        use_channels_last(model)
+    return torch.compile(model) if 'compile' in fast else model
+
+
+def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
+    model = copy.deepcopy(ours)
+    if mode == 'infer':
+        return optimize_for_inference(model, fuse_bn='fold' in fast,
+                                      channels_last='channels_last' in fast,
+                                      compile='compile' in fast)
+    if 'channels_last' in fast:
+        use_channels_last(model)
+    return torch.compile(model) if 'compile' in fast else model
+
+
 def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         size: Sequence[int] = (512, 1024), precision: str = 'fp32', device: str = 'cpu',
         references: Sequence[str] = ('mmseg', ), modes: Sequence[str] = ('infer', 'train'),
         fast: Sequence[str] = ('fold', 'channels_last'), with_cp: bool = False,
         warmup: int = 1, repeats: int = 5, memory: bool = True,
-        progress: Callable[[str], None] = print) -> dict:
-    """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``)."""
+        fast_precision: Optional[str] = None, stock_fast: bool = True,
+        profile: bool = False, progress: Callable[[str], None] = print) -> dict:
+    """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``).
+
+    Rows: each reference and HRNetV2 with its weights (plain, ``precision``); with ``fast``,
+    HRNetV2 with those fast paths and (``stock_fast``) the first reference with the same
+    generic tools, both in ``fast_precision`` (default ``precision``); ``with_cp`` adds a
+    training row. ``profile`` adds :func:`profile_step`'s figures for every row.
+    """
     dev = torch.device(device)
     x = torch.randn(batch, 3, *size, device=dev)
     refs = [r for r in references if representation in REFERENCE_REPRESENTATIONS[r]]
     if not refs:
         raise ValueError(f'no reference computes representation={representation!r}; '
                          f'references: {REFERENCE_REPRESENTATIONS}')
-    models: Dict[str, nn.Module] = {}
+    fast_precision = fast_precision or precision
+    plain: Dict[str, nn.Module] = {}
     rows: Dict[str, Row] = {}
     baseline = refs[0]
     for lib in refs:
         progress(f'building {lib} and its HRNetV2 twin ({arch}, {representation})')
         ref, ours = build_pair(lib, arch, representation)
-        models[lib] = ref.to(dev)
-        models[f'hrnet_mm ({lib} config)'] = ours.to(dev)
+        plain[lib] = ref.to(dev)
+        plain[f'hrnet_mm ({lib} config)'] = ours.to(dev)
         diff = _max_abs_diff(ref.eval(), ours.eval(), x, dev, precision)
         tol = 1e-4 if precision == 'fp32' else 5e-2
-        rows[lib] = Row(lib)
-        rows[f'hrnet_mm ({lib} config)'] = Row(f'hrnet_mm ({lib} config)', max_abs_diff=diff)
+        rows[lib] = Row(lib, precision)
+        rows[f'hrnet_mm ({lib} config)'] = Row(f'hrnet_mm ({lib} config)', precision,
+                                               max_abs_diff=diff)
         if diff > tol:
             raise RuntimeError(f'{lib} and hrnet_mm disagree: max abs diff {diff:.3g} > {tol}')
-    base_ours = models[f'hrnet_mm ({baseline} config)']
-    fast_name = f'hrnet_mm fast [{", ".join(fast)}]' if fast else None
+    label = f'[{", ".join(fast)}]' + (f' {fast_precision}' if fast_precision != precision else '')
+    fast_names = {'ours': f'hrnet_mm fast {label}', 'stock': f'{baseline} fast {label}'}
 
     results = dict(arch=arch, representation=representation, batch=batch, size=list(size),
-                   precision=precision, device=_device_name(dev), baseline=baseline,
+                   precision=precision, fast_precision=fast_precision,
+                   device=_device_name(dev), baseline=baseline,
                    fast=list(fast), with_cp=with_cp, warmup=warmup, repeats=repeats,
                    torch=torch.__version__, python=platform.python_version(),
                    threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d'))
-
+    measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
+                   profile=profile, progress=progress)
     if 'infer' in modes:
-        infer = dict(models)
-        if fast_name:
-            fm = optimize_for_inference(copy.deepcopy(base_ours), fuse_bn='fold' in fast,
-                                        channels_last='channels_last' in fast,
-                                        compile='compile' in fast)
-            infer[fast_name] = fm
-            rows[fast_name] = Row(fast_name)
-            rows[fast_name].max_abs_diff = _max_abs_diff(base_ours, fm, x, dev, precision)
-
-        def infer_step(m):
-            def step():
-                with torch.inference_mode(), _autocast(dev, precision):
-                    m(x)
-            return step
-
-        steps = {name: infer_step(m.eval()) for name, m in infer.items()}
-        for name, sec in _time_interleaved(steps, dev, warmup, repeats, progress).items():
-            rows[name].infer_img_s = batch / sec
-        if memory:
-            for name, step in steps.items():
-                progress(f'inference memory: {name}')
-                rows[name].infer_peak_mib = peak_memory_mib(step, dev, [infer[name]])
-
+        models = dict(plain)
+        if fast:
+            models[fast_names['ours']] = _ours_fast(plain[f'hrnet_mm ({baseline} config)'],
+                                                    fast, 'infer')
+            if stock_fast:
+                models[fast_names['stock']] = _stock_fast(plain[baseline], fast, 'infer')
+        for name in fast_names.values():
+            if name in models:
+                rows.setdefault(name, Row(name, fast_precision))
+                rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
+                                                        precision, fast_precision)
+        _measure_inference(models, **measure)
     if 'train' in modes:
-        train = {name: copy.deepcopy(m).train() for name, m in models.items()}
-        if fast_name and ('channels_last' in fast or 'compile' in fast):
-            fm = copy.deepcopy(base_ours).train()
-            if 'channels_last' in fast:
-                use_channels_last(fm)
-            train[fast_name] = torch.compile(fm) if 'compile' in fast else fm
-            rows.setdefault(fast_name, Row(fast_name))
+        models = {name: copy.deepcopy(m).train() for name, m in plain.items()}
+        train_fast = [f for f in fast if f != 'fold']  # folding is for inference only
+        if train_fast:
+            models[fast_names['ours']] = _ours_fast(plain[f'hrnet_mm ({baseline} config)'],
+                                                    train_fast, 'train').train()
+            if stock_fast:
+                models[fast_names['stock']] = _stock_fast(plain[baseline], train_fast,
+                                                          'train').train()
+            for name in fast_names.values():
+                if name in models:
+                    rows.setdefault(name, Row(name, fast_precision))
         if with_cp:
-            cp_name = 'hrnet_mm with_cp'
+            ours = plain[f'hrnet_mm ({baseline} config)']
             cpm = HRNetV2(arch=arch, representation=representation, with_cp=True,
-                          upsample_mode=base_ours.upsample_mode).to(dev)
-            cpm.load_state_dict(base_ours.state_dict())
-            train[cp_name] = cpm.train()
-            rows[cp_name] = Row(cp_name)
-        steps, optims = {}, {}
-        for name, m in train.items():
-            steps[name], optims[name] = _train_step(m, x, dev, precision)
-        for name, sec in _time_interleaved(steps, dev, warmup, repeats, progress).items():
-            rows[name].train_img_s = batch / sec
-        if memory:
-            for name, step in steps.items():
-                progress(f'training memory: {name}')
-                rows[name].train_peak_mib = peak_memory_mib(step, dev, [train[name]],
-                                                            optims[name])
-
+                          upsample_mode=ours.upsample_mode).to(dev)
+            cpm.load_state_dict(ours.state_dict())
+            models['hrnet_mm with_cp'] = cpm.train()
+            rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
+        _measure_training(models, **measure)
     results['rows'] = [asdict(r) for r in rows.values()]
     return results
+
+
+def _measure_inference(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,
+                       profile, progress) -> None:
+    """Inference images/s (and peak memory, profile) of every model, in turns."""
+
+    def infer_step(m, precision):
+        def step():
+            with torch.inference_mode(), _autocast(dev, precision):
+                m(x)
+        return step
+
+    steps = {name: infer_step(m.eval(), rows[name].precision) for name, m in models.items()}
+    _measure(steps, models, {}, 'infer', dev, x, rows, warmup, repeats, memory, profile,
+             progress)
+
+
+def _measure_training(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,
+                      profile, progress) -> None:
+    """Training-step images/s (forward, backward, SGD step) of every model, in turns."""
+    steps, optims = {}, {}
+    for name, m in models.items():
+        steps[name], optims[name] = _train_step(m, x, dev, rows[name].precision)
+    _measure(steps, models, optims, 'train', dev, x, rows, warmup, repeats, memory, profile,
+             progress)
+
+
+def _measure(steps, models, optims, mode, dev, x, rows, warmup, repeats, memory, profile,
+             progress) -> None:
+    batch = x.shape[0]
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress)
+    for name, sec in seconds.items():
+        setattr(rows[name], f'{mode}_img_s', batch / sec)
+    if memory:
+        for name, step in steps.items():
+            progress(f'{mode} memory: {name}')
+            setattr(rows[name], f'{mode}_peak_mib',
+                    peak_memory_mib(step, dev, [models[name]], optims.get(name)))
+    if profile:
+        for name, step in steps.items():
+            progress(f'{mode} profile: {name}')
+            rows[name].profile[mode] = profile_step(step, dev, seconds[name])
 
 
 def _device_name(dev: torch.device) -> str:
@@ -324,13 +425,20 @@ def format_table(results: dict) -> str:
             f"{results['size'][0]}x{results['size'][1]}, {results['precision']}, "
             f"{results['device']}, torch {results['torch']}, {results['threads']} threads, "
             f"{results['date']}; ratios vs {results['baseline']}\n\n")
-    lines = ['| model | infer img/s | x | infer peak MiB | train img/s | x | train peak MiB | '
-             'x | max abs diff |', '|---|---|---|---|---|---|---|---|---|']
+    lines = ['| model | precision | infer img/s | x | infer peak MiB | train img/s | x | '
+             'train peak MiB | x | max abs diff |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         lines.append(
-            f"| {r['name']} | {num(r['infer_img_s'])} | {ratio(r, 'infer_img_s')} | "
+            f"| {r['name']} | {r.get('precision') or results['precision']} | "
+            f"{num(r['infer_img_s'])} | {ratio(r, 'infer_img_s')} | "
             f"{num(r['infer_peak_mib'], '.0f')} | {num(r['train_img_s'])} | "
             f"{ratio(r, 'train_img_s')} | {num(r['train_peak_mib'], '.0f')} | "
             f"{ratio(r, 'train_peak_mib')} | "
             f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} |")
+    profiled = [(r['name'], mode, p) for r in rows for mode, p in r.get('profile', {}).items()]
+    if profiled:
+        lines += ['', '| model | mode | step ms | kernel ms | launches | idle % |',
+                  '|---|---|---|---|---|---|']
+        lines += [f"| {name} | {mode} | {p['step_ms']:.1f} | {p['kernel_ms']:.1f} | "
+                  f"{p['launches']} | {p['idle_pct']:.0f} |" for name, mode, p in profiled]
     return head + '\n'.join(lines)

@@ -168,14 +168,35 @@ def test_benchmark_runs_and_reports(tmp_path):
                   with_cp=True, warmup=0, repeats=1, progress=lambda msg: None)
     names = [r['name'] for r in results['rows']]
     assert names == ['mmseg', 'hrnet_mm (mmseg config)', 'mmpose', 'hrnet_mm (mmpose config)',
-                     'hrnet_mm fast [fold, channels_last]', 'hrnet_mm with_cp']
+                     'hrnet_mm fast [fold, channels_last]', 'mmseg fast [fold, channels_last]',
+                     'hrnet_mm with_cp']
     rows = {r['name']: r for r in results['rows']}
     assert rows['hrnet_mm (mmseg config)']['max_abs_diff'] <= 1e-4
+    # the stock model with mmcv's own folding and NHWC computes the same
+    assert rows['mmseg fast [fold, channels_last]']['max_abs_diff'] <= 1e-4
     assert all(rows[n]['infer_img_s'] > 0 for n in names[:-1])
     assert rows['hrnet_mm with_cp']['infer_img_s'] is None
     assert all(rows[n]['train_peak_mib'] > 0 for n in names)
     table = format_table(results)
     assert table.count('\n| ') == len(names) + 1 and 'ratios vs mmseg' in table
+
+
+def test_benchmark_fast_precision_and_profile():
+    results = run(arch='w18_small_v1', representation='v2', batch=1, size=(64, 64),
+                  references=('mmseg', ), modes=('infer', ), fast=('channels_last', ),
+                  fast_precision='bf16', warmup=0, repeats=1, memory=False, profile=True,
+                  progress=lambda msg: None)
+    rows = {r['name']: r for r in results['rows']}
+    assert set(rows) == {'mmseg', 'hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last] bf16',
+                         'mmseg fast [channels_last] bf16'}
+    assert rows['mmseg']['precision'] == 'fp32'
+    fast = rows['hrnet_mm fast [channels_last] bf16']
+    assert fast['precision'] == 'bf16'
+    assert 1e-4 < fast['max_abs_diff'] <= 5e-2  # bf16 against the fp32 stock model
+    for r in rows.values():
+        p = r['profile']['infer']
+        assert p['launches'] > 10 and p['kernel_ms'] > 0 and 0 <= p['idle_pct'] <= 100
+    assert '| mode | step ms | kernel ms | launches | idle % |' in format_table(results)
 
 
 @pytest.mark.parametrize('library, representation', [

@@ -3,11 +3,14 @@
     python tools/benchmark.py --arch w18 --batch 1 --size 512 1024 --modes infer
     python tools/benchmark.py --arch w18 --batch 2 --size 512 512 --modes train --with-cp
     python tools/benchmark.py --arch w48 --device cuda --precision bf16 --fast channels_last compile
+    python tools/benchmark.py --model faster_rcnn --arch w18 --batch 2 --size 800 1216 --device cuda
 
 In one process: builds each reference, loads its weights into an HRNetV2 that computes the same
 representation, checks that the outputs agree, then times inference (images/s) and a full
 training step (forward, backward, SGD step) with the models taking turns, and measures peak
-memory. Prints a Markdown table (ratios against the first reference) and writes JSON.
+memory. With --fast, the first reference also runs with the same generic tools (mmcv's
+fuse_conv_bn, channels_last, torch.compile): the strongest thing a user could do instead.
+Prints a Markdown table (ratios against the first reference) and writes JSON.
 """
 import argparse
 import json
@@ -23,6 +26,10 @@ FAST = ('fold', 'channels_last', 'compile')
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--model', default='backbone', choices=['backbone', 'faster_rcnn'],
+                   help='backbone: HRNetV2 against the stock HRNets (--refs); faster_rcnn: the '
+                        'whole detector\'s training step against mmdet\'s HRNetV2p and R-50-FPN '
+                        'detectors (hrnet_mm/bench_det.py)')
     p.add_argument('--arch', default='w18', choices=list(ARCH_ZOO))
     p.add_argument('--representation', default='branches', choices=list(REPRESENTATIONS))
     p.add_argument('--batch', type=int, default=1)
@@ -34,6 +41,13 @@ def parse_args(argv=None):
     p.add_argument('--modes', nargs='+', default=['infer', 'train'], choices=['infer', 'train'])
     p.add_argument('--fast', nargs='*', default=['fold', 'channels_last'], choices=FAST,
                    help='fast paths of the extra hrnet_mm row (fold: inference only)')
+    p.add_argument('--fast-precision', choices=list(PRECISIONS),
+                   help='precision of the fast rows (default: --precision)')
+    p.add_argument('--no-stock-fast', action='store_true',
+                   help='leave out the row of the stock model with the same generic fast paths '
+                        '(mmcv fuse_conv_bn, channels_last, compile)')
+    p.add_argument('--profile', action='store_true',
+                   help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--repeats', type=int, default=5)
@@ -48,12 +62,22 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    results = run(arch=args.arch, representation=args.representation, batch=args.batch,
-                  size=args.size, precision=args.precision, device=args.device,
-                  references=args.refs, modes=args.modes, fast=args.fast,
-                  with_cp=args.with_cp, warmup=args.warmup, repeats=args.repeats,
-                  memory=not args.no_memory,
-                  progress=lambda msg: print(f'[benchmark] {msg}', file=sys.stderr, flush=True))
+    progress = lambda msg: print(f'[benchmark] {msg}', file=sys.stderr, flush=True)  # noqa: E731
+    if args.model == 'faster_rcnn':
+        from hrnet_mm.bench_det import run_faster_rcnn
+        results = run_faster_rcnn(arch=args.arch, batch=args.batch, size=args.size,
+                                  precision=args.precision, device=args.device,
+                                  warmup=args.warmup, repeats=args.repeats,
+                                  memory=not args.no_memory, profile=args.profile,
+                                  progress=progress)
+    else:
+        results = run(arch=args.arch, representation=args.representation, batch=args.batch,
+                      size=args.size, precision=args.precision, device=args.device,
+                      references=args.refs, modes=args.modes, fast=args.fast,
+                      with_cp=args.with_cp, warmup=args.warmup, repeats=args.repeats,
+                      memory=not args.no_memory, fast_precision=args.fast_precision,
+                      stock_fast=not args.no_stock_fast, profile=args.profile,
+                      progress=progress)
     print(format_table(results))
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2)

@@ -1,0 +1,143 @@
+"""Faster R-CNN training step, side by side: mmdet's own HRNetV2p detector (its ``HRNet`` +
+``HRFPN``), hrnet_mm's (``HRNetV2`` with ``representation='v2p'``, same weights, same heads),
+each also with ``channels_last``, and mmdet's ResNet-50-FPN detector (the paper's baseline).
+
+The configs are the real ones: mmdet's ``hrnet/faster-rcnn_hrnetv2p-<arch>-1x_coco.py`` and
+``faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py``, and hrnet_mm's
+``configs/det/faster-rcnn_hrnetv2p-<arch>_1x_coco.py``. The batch is synthetic (random images,
+a few random boxes each), preprocessed once; a step is forward with losses, backward and an
+SGD step. ``tools/benchmark.py --model faster_rcnn`` is the command line.
+"""
+import copy
+import os.path as osp
+import platform
+import time
+from dataclasses import asdict
+from typing import Callable, Dict, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from .bench import (PRECISIONS, Row, _autocast, _device_name, _time_interleaved,
+                    peak_memory_mib, profile_step, randomize_weights)
+from .fast import use_channels_last
+from .weights.layouts import convert_state_dict
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+STOCK = 'mmdet HRNetV2p (HRNet + HRFPN)'
+OURS = 'hrnet_mm HRNetV2p'
+RESNET = 'mmdet R-50-FPN'
+
+
+def _build(config: str) -> nn.Module:
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    if config.startswith('mmdet::'):  # a config that mmdet ships
+        import mmdet
+        config = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', config[7:])
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None  # random weights: nothing to download
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(cfg.model)
+
+
+def build_detectors(arch: str = 'w18', seed: int = 0) -> Dict[str, nn.Module]:
+    """The three detectors; the stock HRNet one has random weights, hrnet_mm's loads them
+    (``neck.*`` -> ``backbone.pyramid.*``, the ``mmdet`` layout) strictly."""
+    stock = randomize_weights(_build(f'mmdet::hrnet/faster-rcnn_hrnetv2p-{arch}-1x_coco.py'),
+                              seed)
+    ours = _build(osp.join(ROOT, f'configs/det/faster-rcnn_hrnetv2p-{arch}_1x_coco.py'))
+    conversion = convert_state_dict(stock.state_dict(), layout='mmdet')
+    if conversion.unmapped:
+        raise RuntimeError(f'unmapped keys converting the stock detector: {conversion.unmapped}')
+    ours.load_state_dict(conversion.state_dict, strict=True)
+    resnet = randomize_weights(_build('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'), seed)
+    return {STOCK: stock, OURS: ours, RESNET: resnet}
+
+
+def synthetic_batch(batch: int, size: Sequence[int], num_boxes: int = 8, seed: int = 0) -> dict:
+    """Random uint8 images with ``num_boxes`` random boxes each, as mmdet's data loaders give."""
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    g = torch.Generator().manual_seed(seed)
+    h, w = size
+    inputs, samples = [], []
+    for _ in range(batch):
+        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g))
+        xy = torch.rand(num_boxes, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        wh = 32 + torch.rand(num_boxes, 2, generator=g) * torch.tensor([w * 0.25, h * 0.25])
+        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                             scale_factor=(1.0, 1.0)))
+        sample.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1),
+            labels=torch.randint(0, 80, (num_boxes, ), generator=g))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def _train_step(model: nn.Module, data: dict, device: torch.device,
+                precision: str) -> Callable[[], None]:
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == 'fp16')
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        with _autocast(device, precision):
+            losses = model(**data, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    step.optimizer = optimizer
+    return step
+
+
+def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (800, 1216),
+                    precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
+                    repeats: int = 5, memory: bool = True, profile: bool = False,
+                    progress: Callable[[str], None] = print) -> dict:
+    """Time the training step of each detector (in turns); returns a JSON-able dict in
+    :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision={precision!r}; allowed: {list(PRECISIONS)}')
+    dev = torch.device(device)
+    progress(f'building the Faster R-CNN detectors ({arch}, and R-50-FPN)')
+    models = {name: m.to(dev) for name, m in build_detectors(arch).items()}
+    raw = synthetic_batch(batch, size)
+    data = models[STOCK].data_preprocessor(copy.deepcopy(raw), True)
+
+    rows: Dict[str, Row] = {name: Row(name, precision) for name in models}
+    # Same weights, same features: the backbones and pyramids compute the same (eval mode).
+    with torch.no_grad(), _autocast(dev, precision):
+        feats = [models[n].eval().extract_feat(data['inputs']) for n in (STOCK, OURS)]
+    diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(*feats))
+    rows[OURS].max_abs_diff = diff
+    tol = 1e-4 if precision == 'fp32' else 5e-2
+    if diff > tol:
+        raise RuntimeError(f'the stock and hrnet_mm detectors disagree: {diff:.3g} > {tol}')
+
+    for name in (STOCK, OURS):  # the generic tool a user has for both
+        fast_name = f'{name} [channels_last]'
+        models[fast_name] = use_channels_last(copy.deepcopy(models[name]))
+        rows[fast_name] = Row(fast_name, precision)
+    steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress)
+    for name, sec in seconds.items():
+        rows[name].train_img_s = batch / sec
+        if memory:
+            progress(f'training memory: {name}')
+            rows[name].train_peak_mib = peak_memory_mib(steps[name], dev, [models[name]],
+                                                        steps[name].optimizer)
+        if profile:
+            progress(f'training profile: {name}')
+            rows[name].profile['train'] = profile_step(steps[name], dev, sec)
+    return dict(arch=f'Faster R-CNN {arch}', representation='v2p', batch=batch,
+                size=list(size), precision=precision, device=_device_name(dev), baseline=STOCK,
+                warmup=warmup, repeats=repeats, torch=torch.__version__,
+                python=platform.python_version(), threads=torch.get_num_threads(),
+                date=time.strftime('%Y-%m-%d'), rows=[asdict(r) for r in rows.values()])
