@@ -253,27 +253,34 @@ def profile_step(step: Callable[[], None], device: torch.device, step_s: float) 
                 idle_pct=round(max(0.0, 100 * (1 - busy_ms / (step_s * 1e3))), 1))
 
 
+def _compiled(model: nn.Module, fast: Sequence[str]) -> nn.Module:
+    """``compile``: inductor; ``cudagraphs``: inductor with CUDA graphs (``reduce-overhead``),
+    which replays a static-shape step without its thousands of kernel launches."""
+    if 'cudagraphs' in fast:
+        return torch.compile(model, mode='reduce-overhead')
+    return torch.compile(model) if 'compile' in fast else model
+
+
 def _stock_fast(ref: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
     """What a user can do to the stock model with the generic tools: mmcv's ``fuse_conv_bn``
-    (inference), ``channels_last``, ``torch.compile``."""
+    (inference), ``channels_last``, ``torch.compile`` (with CUDA graphs)."""
     model = copy.deepcopy(ref)
     if mode == 'infer' and 'fold' in fast:
         from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
         mmcv_fuse_conv_bn(model.eval())
     if 'channels_last' in fast:
         use_channels_last(model)
-    return torch.compile(model) if 'compile' in fast else model
+    return _compiled(model, fast)
 
 
 def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
     model = copy.deepcopy(ours)
     if mode == 'infer':
-        return optimize_for_inference(model, fuse_bn='fold' in fast,
-                                      channels_last='channels_last' in fast,
-                                      compile='compile' in fast)
-    if 'channels_last' in fast:
+        model = optimize_for_inference(model, fuse_bn='fold' in fast,
+                                       channels_last='channels_last' in fast)
+    elif 'channels_last' in fast:
         use_channels_last(model)
-    return torch.compile(model) if 'compile' in fast else model
+    return _compiled(model, fast)
 
 
 def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
@@ -400,6 +407,33 @@ def _measure(steps, models, optims, mode, dev, x, rows, warmup, repeats, memory,
         for name, step in steps.items():
             progress(f'{mode} profile: {name}')
             rows[name].profile[mode] = profile_step(step, dev, seconds[name])
+
+
+def conv_width_probe(widths: Sequence[int] = (18, 24, 32, 36, 40, 48), batch: int = 2,
+                     size: Sequence[int] = (200, 304), precision: str = 'bf16',
+                     device: str = 'cpu', repeats: int = 20,
+                     progress: Callable[[str], None] = print) -> dict:
+    """Forward + backward time of one 3x3 conv + BN + ReLU at each channel width, on an NHWC
+    map of ``size`` (stride 4 of 800x1216 by default): whether padding HRNet's narrow widths
+    (18, 36) to multiples of 8 would pay on the device. Returns ms per width."""
+    dev = torch.device(device)
+    times = {}
+    for c in widths:
+        progress(f'conv width {c}')
+        layer = nn.Sequential(nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
+                              nn.ReLU()).to(dev).to(memory_format=torch.channels_last)
+        x = torch.randn(batch, c, *size, device=dev).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+
+        def step():
+            with _autocast(dev, precision):
+                y = layer(x)
+            y.float().sum().backward()
+
+        times[c] = 1e3 * _time_interleaved({c: step}, dev, 3, repeats, lambda msg: None)[c]
+    return dict(model='conv_widths', batch=batch, size=list(size), precision=precision,
+                device=_device_name(dev), torch=torch.__version__,
+                date=time.strftime('%Y-%m-%d'), ms={str(c): round(t, 4) for c, t in times.items()})
 
 
 def _device_name(dev: torch.device) -> str:

@@ -18,18 +18,21 @@ import sys
 
 import torch
 
-from hrnet_mm.bench import PRECISIONS, REFERENCE_REPRESENTATIONS, format_table, run
+from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
+                            format_table, run)
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
-FAST = ('fold', 'channels_last', 'compile')
+FAST = ('fold', 'channels_last', 'compile', 'cudagraphs')
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--model', default='backbone', choices=['backbone', 'faster_rcnn'],
+    p.add_argument('--model', default='backbone',
+                   choices=['backbone', 'faster_rcnn', 'conv_widths'],
                    help='backbone: HRNetV2 against the stock HRNets (--refs); faster_rcnn: the '
                         'whole detector\'s training step against mmdet\'s HRNetV2p and R-50-FPN '
-                        'detectors (hrnet_mm/bench_det.py)')
+                        'detectors (hrnet_mm/bench_det.py); conv_widths: one 3x3 conv + BN + '
+                        'ReLU step per channel width (--batch, --size, --precision)')
     p.add_argument('--arch', default='w18', choices=list(ARCH_ZOO))
     p.add_argument('--representation', default='branches', choices=list(REPRESENTATIONS))
     p.add_argument('--batch', type=int, default=1)
@@ -40,7 +43,9 @@ def parse_args(argv=None):
                    help='stock models to compare with; ratios are against the first')
     p.add_argument('--modes', nargs='+', default=['infer', 'train'], choices=['infer', 'train'])
     p.add_argument('--fast', nargs='*', default=['fold', 'channels_last'], choices=FAST,
-                   help='fast paths of the extra hrnet_mm row (fold: inference only)')
+                   help='fast paths of the extra hrnet_mm row and the stock row with the same '
+                        'generic tools (fold: inference only; cudagraphs: torch.compile with '
+                        'CUDA graphs, GPU only)')
     p.add_argument('--fast-precision', choices=list(PRECISIONS),
                    help='precision of the fast rows (default: --precision)')
     p.add_argument('--no-stock-fast', action='store_true',
@@ -63,6 +68,13 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     progress = lambda msg: print(f'[benchmark] {msg}', file=sys.stderr, flush=True)  # noqa: E731
+    if args.model == 'conv_widths':
+        results = conv_width_probe(batch=args.batch, size=args.size, precision=args.precision,
+                                   device=args.device, repeats=args.repeats, progress=progress)
+        print(json.dumps(results['ms']))
+        with open(args.out, 'w') as f:
+            json.dump(results, f, indent=2)
+        return 0
     if args.model == 'faster_rcnn':
         from hrnet_mm.bench_det import run_faster_rcnn
         results = run_faster_rcnn(arch=args.arch, batch=args.batch, size=args.size,

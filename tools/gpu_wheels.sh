@@ -4,7 +4,7 @@
 # scipy, matplotlib, pandas, opencv-python-headless, pytest ...): the pinned OpenMMLab stack and
 # the packages such an environment lacks, as Python 3.12 wheels, and mmcv / xtcocotools as source.
 #
-#   bash tools/gpu_wheels.sh [DIR]      # default .whl (ignored by git), about 13 MB
+#   bash tools/gpu_wheels.sh [DIR] [--mmcv-cuda]   # default .whl (ignored by git), 13 MB
 #
 # There, install with pip's offline switches:
 #   PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/.whl bash tools/install.sh /path/to/that/environment
@@ -12,7 +12,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-DIR=${1:-$ROOT/.whl}
+DIR=$ROOT/.whl MMCV_CUDA=0
+for arg in "$@"; do
+  case $arg in
+    --mmcv-cuda) MMCV_CUDA=1 ;;
+    *) DIR=$arg ;;
+  esac
+done
 PY=${PY:-$ROOT/.venv/bin/python}
 PYVER=${GPU_PYTHON_VERSION:-3.12}
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
@@ -44,4 +50,18 @@ done
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
   --no-build-isolation -d "$DIR" "$(pin mmcv)" "$(pin xtcocotools)"
 
-echo "gpu_wheels: $(ls "$DIR" | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR"
+# --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda (about
+# 20 MB; tools/gpu_check.sh then installs it instead of building there, which saves ~5 minutes
+# of GPU time). Needs GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0),
+# nvcc 13.x, and TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Hours on 2 cores.
+if [ "$MMCV_CUDA" = 1 ]; then
+  GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
+  SRC=$(mktemp -d)
+  tar -xzf "$DIR"/mmcv-*.tar.gz -C "$SRC"
+  (cd "$SRC"/mmcv-* && MMCV_WITH_OPS=1 FORCE_CUDA=1 \
+     TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
+     "$GPY" setup.py -q bdist_wheel -d "$DIR/cuda")
+  rm -rf "$SRC"
+fi
+
+echo "gpu_wheels: $(find "$DIR" -type f | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR"

@@ -10,7 +10,8 @@
 # On a machine where torch sees a GPU, mmcv is built with its CUDA ops for that GPU (nvcc of
 # torch's CUDA version is needed; FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 builds them without one).
 # Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt CPU wheels, default
-# ../shared/wheels), MMCV_BUILD_JOBS (parallel compile jobs for the mmcv source build).
+# ../shared/wheels), HRNET_MM_MMCV_WHEEL (an mmcv wheel with CUDA ops built for this torch and
+# GPU, instead of the build), MMCV_BUILD_JOBS (parallel compile jobs for the mmcv source build).
 # Offline, pip's own PIP_NO_INDEX=1 PIP_FIND_LINKS=<folder of wheels and sdists> apply.
 set -euo pipefail
 
@@ -90,7 +91,12 @@ else
   TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   TORCH=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
   WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
-  if [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
+  if [ "$MMCV_CUDA" = 1 ] && [ -n "${HRNET_MM_MMCV_WHEEL:-}" ]; then
+    # A wheel with CUDA ops built elsewhere for this torch / CUDA / GPU (tools/gpu_wheels.sh
+    # --mmcv-cuda); the check below runs its ops on this GPU.
+    step "mmcv $MMCV_VERSION with CUDA ops from $HRNET_MM_MMCV_WHEEL"
+    "${PIP[@]}" --no-deps --force-reinstall "$HRNET_MM_MMCV_WHEEL"
+  elif [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
       [ "$(uname -m)" = x86_64 ]; then
     # The shared wheel is a build cache of CPU ops for exactly torch 2.14.1 / this Python;
     # never for a GPU machine.

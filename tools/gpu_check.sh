@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The whole GPU check in one command of at most ~9.5 minutes, for a GPU machine lent briefly:
+#
+#   bash tools/gpu_check.sh OUT_DIR            # on the GPU machine (the device tool: $OUT)
+#   GPU_CHECK_DRY=1 bash tools/gpu_check.sh /tmp/dry   # here: the same steps on the CPU, tiny
+#
+# 1. install: tools/install.sh into the machine's own Python environment (its torch is kept),
+#    offline from .whl (made beforehand by tools/gpu_wheels.sh), mmcv built with CUDA ops for
+#    the visible GPU and checked on it;
+# 2. the CUDA tests (python -m pytest -m cuda tests/test_cuda.py), in parallel workers;
+# 3. the benchmarks of the GPU targets (tools/benchmark.py), one at a time, most important
+#    first, each only while time is left;
+# 4. OUT_DIR/gpu_results.json and gpu_results.md (tools/gpu_report.py), and the logs.
+#
+# Environment: GPU_CHECK_BUDGET (seconds for the whole run, default 560), GPU_PYTHON (default
+# python3), GPU_CHECK_DRY=1 (CPU dry run: tests collected, not run; benchmarks tiny).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT=${1:?usage: bash tools/gpu_check.sh OUT_DIR}
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
+DRY=${GPU_CHECK_DRY:-0}
+START=$(date +%s)
+DEADLINE=$((START + ${GPU_CHECK_BUDGET:-560}))
+WORK=$(mktemp -d)
+mkdir -p "$WORK/bench"
+left() { echo $((DEADLINE - $(date +%s))); }
+say() { printf '[gpu_check %4ds] %s\n' $(($(date +%s) - START)) "$*"; }
+cd "$ROOT"
+
+PYBASE=${GPU_PYTHON:-python3}
+ENV_PREFIX=$("$PYBASE" -c 'import sys; print(sys.prefix)')
+PY="$ENV_PREFIX/bin/python"
+export PYTHONUNBUFFERED=1
+{
+  date -u; uname -a
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 || true
+  "$PY" -c 'import sys, torch; print(sys.version); print("torch", torch.__version__, "cuda",
+torch.version.cuda, "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)'
+  command -v nvcc && nvcc --version | tail -n 2
+  nproc; free -g | head -n 2
+} > "$OUT/env.txt" 2>&1
+say "environment: $ENV_PREFIX ($(head -n 1 "$OUT/env.txt"))"
+
+# ------------------------------------------------------------------ 1. install
+say 'install (tools/install.sh, offline from .whl)'
+[ -d "$ROOT/.whl" ] || { say 'no .whl folder: run tools/gpu_wheels.sh first and carry .whl'; exit 1; }
+CUDA_WHEEL=$(ls "$ROOT"/.whl/cuda/mmcv-*.whl 2>/dev/null | head -n 1)
+[ "$DRY" = 1 ] && CUDA_WHEEL=
+HRNET_MM_MMCV_WHEEL=$CUDA_WHEEL PIP_NO_INDEX=1 PIP_FIND_LINKS="$ROOT/.whl" MMCV_BUILD_JOBS=$(nproc) \
+  timeout $(($(left) - 200)) bash tools/install.sh "$ENV_PREFIX" > "$OUT/install.log" 2>&1
+RC=$?
+grep '^\[install\]' "$OUT/install.log"
+if [ $RC -ne 0 ]; then
+  say "install failed (exit $RC): the end of install.log:"; tail -n 30 "$OUT/install.log"
+  "$PY" tools/gpu_report.py "$WORK" "$OUT" > /dev/null 2>&1
+  exit 1
+fi
+
+# ------------------------------------------------------------------ 2. CUDA tests
+TEST_ARGS=(-m cuda tests/test_cuda.py -q -p no:cacheprovider -o junit_family=legacy
+           --junitxml="$WORK/tests.xml")
+if [ "$DRY" = 1 ]; then
+  TEST_ARGS+=(--collect-only)
+elif "$PY" -c 'import xdist' 2>/dev/null; then
+  TEST_ARGS+=(-n 6)
+fi
+TEST_TIME=$(($(left) - 140))
+say "CUDA tests (at most ${TEST_TIME}s)"
+timeout "$TEST_TIME" "$PY" -m pytest "${TEST_ARGS[@]}" > "$OUT/tests.log" 2>&1
+say "tests: exit $? ($(tail -n 1 "$OUT/tests.log"))"
+
+# ------------------------------------------------------------------ 3. benchmarks
+# name | estimated seconds on an H100 | arguments (GPU) | arguments (dry run)
+CASES=(
+  "det_w18_fp32|40|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision fp32 --warmup 2 --repeats 10|--model faster_rcnn --arch w18 --batch 1 --size 128 160 --warmup 0 --repeats 1 --no-memory"
+  "seg_w48_bf16|50|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last --warmup 2 --repeats 5|--arch w18_small_v1 --representation v2 --refs mmseg --batch 1 --size 64 64 --modes train --precision bf16 --fast channels_last --warmup 0 --repeats 1 --no-memory"
+  "infer_w48|30|--arch w48 --representation v2 --refs mmseg --batch 1 --size 1024 2048 --modes infer --precision fp32 --fast fold channels_last --fast-precision bf16 --warmup 3 --repeats 10|--arch w18_small_v1 --representation v2 --refs mmseg --batch 1 --size 64 64 --modes infer --fast fold channels_last --fast-precision bf16 --warmup 0 --repeats 1 --no-memory"
+  "pose_w32_fp32|35|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision fp32 --fast channels_last --warmup 2 --repeats 8|--arch w18_small_v1 --representation v1 --refs mmpose --batch 2 --size 64 64 --modes train --fast channels_last --warmup 0 --repeats 1 --no-memory"
+  "det_w18_bf16|40|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --warmup 2 --repeats 10|"
+  "pose_w32_bf16|35|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last --warmup 2 --repeats 8|"
+  "conv_widths|15|--model conv_widths --batch 2 --size 200 304 --precision bf16 --repeats 20|--model conv_widths --batch 1 --size 16 24 --precision bf16 --repeats 1"
+  "pose_w32_cudagraphs|150|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last cudagraphs --warmup 3 --repeats 8 --no-memory|"
+  "infer_w48_compile|120|--arch w48 --representation v2 --refs mmseg --batch 1 --size 1024 2048 --modes infer --precision fp32 --fast fold channels_last compile --fast-precision bf16 --warmup 3 --repeats 10 --no-memory|"
+)
+DEVICE_ARGS=(--device cuda --profile)
+[ "$DRY" = 1 ] && DEVICE_ARGS=(--device cpu --profile)
+for entry in "${CASES[@]}"; do
+  IFS='|' read -r name estimate gpu_args dry_args <<< "$entry"
+  args=$gpu_args
+  [ "$DRY" = 1 ] && args=$dry_args
+  [ -n "$args" ] || continue
+  if [ "$(left)" -lt $((estimate + 15)) ]; then
+    say "benchmark $name: skipped, $(left)s left (needs about ${estimate}s)"
+    continue
+  fi
+  say "benchmark $name"
+  # shellcheck disable=SC2086
+  timeout $(($(left) - 10)) "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
+    --out "$WORK/bench/$name.json" >> "$OUT/bench.log" 2>&1 || say "benchmark $name: exit $?"
+done
+
+# ------------------------------------------------------------------ 4. report
+"$PY" tools/gpu_report.py "$WORK" "$OUT" 2>&1 || say 'report failed'
+say "done; results in $OUT"

@@ -1,0 +1,150 @@
+"""Gather a GPU run (tools/gpu_check.sh) into one JSON and one Markdown report, with the targets.
+
+    python tools/gpu_report.py WORK_DIR OUT_DIR
+
+WORK_DIR holds ``tests.xml`` (pytest's JUnit report of the CUDA tests) and ``bench/<case>.json``
+(tools/benchmark.py results); OUT_DIR gets ``gpu_results.json`` and ``gpu_results.md``.
+"""
+import glob
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from hrnet_mm.bench import format_table  # noqa: E402
+
+#: The issue's GPU targets: case file, the reference row, the rows that may meet it
+#: (the best counts), the target ratio, and the strongest stock variant to report beside it.
+TARGETS = [
+    dict(case='det_w18_fp32', what='Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, fp32',
+         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=['hrnet_mm HRNetV2p',
+                                                           'hrnet_mm HRNetV2p [channels_last]'],
+         target=1.5, strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last]',
+         stretch='mmdet R-50-FPN', key='train_img_s'),
+    dict(case='det_w18_bf16', what='Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, bf16',
+         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=['hrnet_mm HRNetV2p',
+                                                           'hrnet_mm HRNetV2p [channels_last]'],
+         target=1.5, strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last]',
+         stretch='mmdet R-50-FPN', key='train_img_s'),
+    dict(case='seg_w48_bf16', what='HRNetV2-W48 segmentation training step, 8x512x1024, bf16',
+         reference='mmseg', ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last]'],
+         target=1.4, strongest='mmseg fast [channels_last]', key='train_img_s'),
+    dict(case='infer_w48', what='HRNetV2-W48 inference, 1x1024x2048 (stock fp32 eager)',
+         reference='mmseg', ours=['hrnet_mm (mmseg config)',
+                                  'hrnet_mm fast [fold, channels_last] bf16'],
+         target=2.0, strongest='mmseg fast [fold, channels_last] bf16', key='infer_img_s'),
+    dict(case='pose_w32_fp32', what='HRNet-W32 pose training step, 64x256x192, fp32',
+         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
+         target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
+    dict(case='pose_w32_bf16', what='HRNet-W32 pose training step, 64x256x192, bf16',
+         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
+         target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
+]
+
+
+def read_tests(path: str) -> dict:
+    """Counts, failures (first line of each message) and what each test measured."""
+    if not os.path.exists(path):
+        return dict(ran=False)
+    cases = []
+    for tc in ET.parse(path).iter('testcase'):
+        failure = tc.find('failure') if tc.find('failure') is not None else tc.find('error')
+        status = ('failed' if failure is not None else
+                  'skipped' if tc.find('skipped') is not None else 'passed')
+        props = {p.get('name'): p.get('value') for p in tc.iter('property')}
+        measured = json.loads(props['measured']) if 'measured' in props else None
+        message = (failure.get('message') or '').splitlines()[0][:300] if failure is not None else ''
+        cases.append(dict(name=tc.get('name'), status=status, seconds=float(tc.get('time', 0)),
+                          measured=measured, message=message))
+    counts = {s: sum(c['status'] == s for c in cases) for s in ('passed', 'failed', 'skipped')}
+    return dict(ran=True, counts=counts, cases=cases)
+
+
+def _rate(rows: Dict[str, dict], name: str, key: str) -> Optional[float]:
+    row = rows.get(name)
+    return row.get(key) if row else None
+
+
+def check_target(t: dict, results: dict) -> dict:
+    rows = {r['name']: r for r in results['rows']}
+    ref = _rate(rows, t['reference'], t['key'])
+    candidates = {n: _rate(rows, n, t['key']) for n in t['ours'] if _rate(rows, n, t['key'])}
+    if not ref or not candidates:
+        return dict(case=t['case'], what=t['what'], status='not measured')
+    best = max(candidates, key=candidates.get)
+    out = dict(case=t['case'], what=t['what'], best=best, ratio=candidates[best] / ref,
+               target=t['target'])
+    out['status'] = 'met' if out['ratio'] >= t['target'] else \
+        f"missed by {t['target'] / out['ratio']:.2f}x"
+    strongest = _rate(rows, t['strongest'], t['key'])
+    if strongest:
+        out['vs_strongest_stock'] = candidates[best] / strongest
+    if t.get('stretch') and _rate(rows, t['stretch'], t['key']):
+        out['vs_stretch'] = candidates[best] / _rate(rows, t['stretch'], t['key'])
+    return out
+
+
+def report(work: str) -> dict:
+    bench = {}
+    for path in sorted(glob.glob(os.path.join(work, 'bench', '*.json'))):
+        with open(path) as f:
+            bench[os.path.splitext(os.path.basename(path))[0]] = json.load(f)
+    targets = [check_target(t, bench[t['case']]) if t['case'] in bench else
+               dict(case=t['case'], what=t['what'], status='not measured') for t in TARGETS]
+    return dict(tests=read_tests(os.path.join(work, 'tests.xml')), targets=targets, bench=bench)
+
+
+def to_markdown(rep: dict, summary: bool = False) -> str:
+    """The report; ``summary``: the tests and the targets only (what the console shows)."""
+    lines: List[str] = ['# GPU run', '']
+    tests = rep['tests']
+    if tests.get('ran'):
+        c = tests['counts']
+        lines += [f"CUDA tests: {c['passed']} passed, {c['failed']} failed, "
+                  f"{c['skipped']} skipped", '']
+        for case in tests['cases']:
+            if case['status'] == 'failed':
+                lines.append(f"- FAILED {case['name']}: {case['message']}")
+        measured = [c for c in tests['cases'] if c['measured']]
+        if measured:
+            lines += ['', '| test | measured |', '|---|---|']
+            lines += [f"| {c['name']} | {json.dumps(c['measured'])} |" for c in measured]
+    else:
+        lines.append('CUDA tests: not run')
+    lines += ['', '## Targets', '', '| case | best hrnet_mm row | x stock | target | status | '
+              'x strongest stock variant | x R-50-FPN |', '|---|---|---|---|---|---|---|']
+    for t in rep['targets']:
+        def fmt(v):
+            return '' if v is None else f'{v:.2f}x'
+        lines.append(f"| {t['what']} | {t.get('best', '')} | {fmt(t.get('ratio'))} | "
+                     f"{fmt(t.get('target'))} | {t['status']} | "
+                     f"{fmt(t.get('vs_strongest_stock'))} | {fmt(t.get('vs_stretch'))} |")
+    for case, results in ({} if summary else rep['bench']).items():
+        lines += ['', f'## {case}', '']
+        if results.get('model') == 'conv_widths':
+            lines.append('ms per 3x3 conv + BN + ReLU step (forward + backward): ' +
+                         ', '.join(f'{w}: {ms:.3f}' for w, ms in results['ms'].items()))
+        else:
+            lines.append(format_table(results))
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    work, out = argv
+    rep = report(work)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, 'gpu_results.json'), 'w') as f:
+        json.dump(rep, f, indent=2)
+    with open(os.path.join(out, 'gpu_results.md'), 'w') as f:
+        f.write(to_markdown(rep))
+    print(to_markdown(rep, summary=True))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
