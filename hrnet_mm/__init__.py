@@ -6,6 +6,7 @@ skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is impo
 through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
 """
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
+from .engine.checkpoints import install as _safe_checkpoints
 from .models import HRNetV2
 from .registry import MODELS, register_into_libraries
 from .version import __version__
@@ -14,6 +15,9 @@ from .weights import allow_mmengine_checkpoints
 # torch >= 2.6 loads with weights_only=True: allow the few types mmengine writes, so that
 # mmengine's own loading (resume, load_from) works on its checkpoints, and nothing more.
 allow_mmengine_checkpoints()
+# Checkpoints written atomically, old ones removed only after, auto-resume past a damaged one,
+# random states saved and restored: in every run that imports hrnet_mm.
+_safe_checkpoints()
 
 MODELS.register_module(name='HRNetV2', module=HRNetV2, force=True)
 #: The libraries HRNetV2 was registered into at import.

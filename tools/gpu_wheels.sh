@@ -50,10 +50,11 @@ done
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
   --no-build-isolation -d "$DIR" "$(pin mmcv)" "$(pin xtcocotools)"
 
-# --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda (about
-# 20 MB; tools/gpu_check.sh then installs it instead of building there, which saves ~5 minutes
-# of GPU time). Needs GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0),
-# nvcc 13.x, and TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Hours on 2 cores.
+# --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda (its size
+# is not measured yet: it must fit the 64 MiB a device call carries); tools/gpu_check.sh then
+# installs it instead of building there, which saves ~5 minutes of GPU time. Needs GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0),
+# nvcc 13.x, and TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: 7 of its 136
+# compile units took 7 minutes here beside other work (about 2 hours in all, not measured).
 if [ "$MMCV_CUDA" = 1 ]; then
   GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
   SRC=$(mktemp -d)
