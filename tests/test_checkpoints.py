@@ -281,3 +281,18 @@ def test_no_sequence_of_kills_loses_the_last_good_checkpoint(demo_dir, tmp_path)
     last = ckpts.find_latest_checkpoint(str(work))
     assert osp.basename(last) == f'iter_{step + 2}.pth'
     assert torch.load(last, map_location='cpu')['meta']['iter'] == step + 2
+
+
+def test_loading_pretrained_weights_keeps_mmengine_checkpoints_loadable(tmp_path):
+    """A Pretrained backbone is loaded (init_weights) just before mmengine resumes: the
+    allow-list must still be in force then."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    from hrnet_mm.weights.loading import load_checkpoint_file
+    buffer = HistoryBuffer()
+    buffer.update(1.5)
+    torch.save({'message_hub': {'loss': buffer}}, tmp_path / 'iter_1.pth')
+    _save(tmp_path / 'weights.pth', 1)
+    load_checkpoint_file(str(tmp_path / 'weights.pth'))
+    loaded = torch.load(tmp_path / 'iter_1.pth')['message_hub']['loss']
+    assert loaded.current() == 1.5 and loaded.mean() == 1.5

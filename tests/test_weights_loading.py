@@ -1,9 +1,12 @@
 """Loading is explicit and safe: reports, strict mode, refusals, one-line errors, resume."""
 import os
+import pickle
+import re
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
 from helpers import randomize
@@ -219,3 +222,126 @@ def test_mmengine_resume_works_with_hrnet_mm_imported(tmp_path, import_hrnet_mm)
     else:  # the failure the allow-list exists for; if mmengine fixes it, this test says so
         assert proc.returncode != 0
         assert 'HistoryBuffer' in proc.stderr
+
+
+# ------------------------------------------------------------ crafted files and the allow-list
+class _Dtype:
+    """Pickles as numpy.dtype(code) with a crafted BUILD state."""
+
+    def __init__(self, code, state):
+        self.code, self.state = code, state
+
+    def __reduce__(self):
+        return (np.dtype, (self.code, False, True), self.state)
+
+
+class _Array:
+    """Pickles as numpy's own array reconstruction, with a crafted state."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        from numpy._core.multiarray import _reconstruct
+        return (_reconstruct, (np.ndarray, (0, ), b'b'), self.state)
+
+
+class _Call:
+    """Pickles as ``func(*args)``."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __call__(self, *args):  # pickle wants a callable where the result is called again
+        raise NotImplementedError
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+FAR_FIELD = (3, '|', None, ('a', ), {'a': (np.dtype('f8'), 2**40)}, 8, 1, 16)
+
+
+@pytest.mark.parametrize('name, payload, refused', [
+    ('structured field at offset 2**40',
+     _Array((1, (1, ), _Dtype('f8', FAR_FIELD), False, b'\0' * 8)), 'numpy dtype state'),
+    ('dtype of Python objects', _Array((1, (1, ), _Dtype('O', (3, '|', None, None, None, -1, -1,
+                                                                  63)), False, b'\0' * 8)),
+     "numpy.dtype('O'"),
+    ('array with fewer bytes than its shape',
+     _Array((1, (1000, ), _Dtype('f8', (3, '<', None, None, None, -1, -1, 0)), False,
+             b'\0' * 8)), 'of shape (1000,) with 8 bytes'),
+    ('ndarray called directly', _Call(np.ndarray, (2**20, ), 'f8'), 'numpy.ndarray'),
+])
+def test_crafted_numpy_content_is_refused_before_any_array_exists(tmp_path, name, payload,
+                                                                    refused):
+    path = tmp_path / 'crafted.pth'
+    torch.save({'message_hub': {'x': payload}}, path)
+    with pytest.raises(pickle.UnpicklingError, match=re.escape(refused)):
+        torch.load(path)  # weights_only=True, with hrnet_mm's allow-list
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint_file(str(path))
+
+
+def test_crafted_getattr_cannot_register_statistics(tmp_path):
+    """The getattr stand-in resolved any public callable of HistoryBuffer, register_statistics
+    and mro included; now only the four statistics, and the file is refused at the getattr."""
+    from mmengine.logging.history_buffer import HistoryBuffer
+    before = dict(HistoryBuffer._statistics_methods)
+    register = _Call(getattr, HistoryBuffer, 'register_statistics')
+    path = tmp_path / 'register.pth'
+    torch.save({'x': _Call(register, _Call(getattr, HistoryBuffer, 'mro'))}, path)
+    for _ in range(2):  # the same refusal twice: nothing was registered the first time
+        with pytest.raises(pickle.UnpicklingError, match="refused getattr.*'register_statistics'"):
+            torch.load(path)
+    assert HistoryBuffer._statistics_methods == before
+
+
+def test_plain_numpy_content_still_loads(tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    buffer = HistoryBuffer()
+    for v in (1.0, 2.0, 4.0):
+        buffer.update(v)
+    arrays = {code: (np.arange(6) % 3).astype(code).reshape(2, 3)
+              for code in ('f2', 'f4', 'f8', 'i1', 'i8', 'u1', 'b1')}
+    torch.save({'hub': buffer, 'arrays': arrays, 'scalar': np.float64(2.5),
+                'big_endian': np.arange(3, dtype='>i4')}, tmp_path / 'ok.pth')
+    loaded = torch.load(tmp_path / 'ok.pth')
+    assert loaded['hub'].mean() == pytest.approx(7 / 3) and loaded['hub'].current() == 4.0
+    for code, array in arrays.items():
+        assert loaded['arrays'][code].dtype == array.dtype
+        assert np.array_equal(loaded['arrays'][code], array)
+    assert loaded['scalar'] == 2.5 and isinstance(loaded['scalar'], np.float64)
+    assert loaded['big_endian'].tolist() == [0, 1, 2]
+
+
+def test_crafted_history_buffer_cannot_add_statistics(tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    before = dict(HistoryBuffer._statistics_methods)
+    crafted = HistoryBuffer()
+    crafted.update(1.0)
+    # pickled as mmengine pickles it, with one more statistic: mmengine would add it to the
+    # dict all buffers share, for the rest of the process
+    crafted.__dict__['statistics_methods'] = {**before, 'evil': HistoryBuffer.mean}
+    crafted.__getstate__ = lambda: {k: v for k, v in crafted.__dict__.items()
+                                    if k != '__getstate__'}
+    path = tmp_path / 'stats.pth'
+    torch.save({'x': crafted}, path)
+    with pytest.raises(pickle.UnpicklingError, match=r"HistoryBuffer statistics \[.*'evil'\]"):
+        torch.load(path)
+    assert HistoryBuffer._statistics_methods == before
+
+
+def test_a_loaded_history_buffer_saves_as_mmengine_s_own(tmp_path):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    buffer = HistoryBuffer()
+    buffer.update(3.0)
+    torch.save({'b': buffer}, tmp_path / 'a.pth')
+    loaded = torch.load(tmp_path / 'a.pth')['b']
+    assert isinstance(loaded, HistoryBuffer) and loaded.current() == 3.0
+    torch.save({'b': loaded}, tmp_path / 'b.pth')
+    # the second file names only mmengine's and numpy's types: it loads without hrnet_mm
+    import zipfile
+    with zipfile.ZipFile(tmp_path / 'b.pth') as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
+    assert b'hrnet_mm' not in data and b'HistoryBuffer' in data

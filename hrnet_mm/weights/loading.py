@@ -16,7 +16,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 
 from .layouts import Conversion, branch_widths, convert_state_dict
-from .safe_globals import mmengine_safe_globals
+from .safe_globals import allow_mmengine_checkpoints
 
 
 class CheckpointError(RuntimeError):
@@ -69,8 +69,10 @@ def load_checkpoint_file(checkpoint: str) -> dict:
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
-        with torch.serialization.safe_globals(mmengine_safe_globals()):
-            obj = torch.load(path, map_location='cpu', weights_only=True)
+        # Added for good, not in a `safe_globals` context: leaving one removes them again,
+        # and mmengine's own loads (resume) after this one would then fail.
+        allow_mmengine_checkpoints()
+        obj = torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if 'Weights only load failed' in msg:
