@@ -11,6 +11,7 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401
+from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.engine.run_config import load_run_config
 
 
@@ -23,6 +24,7 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -38,4 +40,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

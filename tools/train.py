@@ -14,6 +14,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
+from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.engine.run_config import load_run_config
 
 
@@ -28,6 +29,7 @@ def parse_args(argv=None):
                    help='override config entries, e.g. train_cfg.max_iters=100')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_flag(p)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -53,4 +55,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

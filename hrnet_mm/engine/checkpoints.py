@@ -15,6 +15,9 @@ and the libraries' own tools too) makes three narrow changes:
 - auto-resume (``resume=True`` without a file) takes the newest *intact* checkpoint of the
   work dir: a newest one that is missing, truncated or damaged is skipped with a warning that
   names it;
+- weights that do not fit are refused in one line (:func:`~hrnet_mm.weights.check_fit`):
+  for a resume and for testing every tensor must fit; for ``load_from`` in training the heads
+  may differ (fine-tuning to other classes), the backbone and neck may not; NaN or Inf never;
 - the random number generators (python, numpy, torch, CUDA) are saved in every checkpoint and
   restored on resume exactly where the uninterrupted run stood, so that a resumed run ends
   with the weights the uninterrupted one has (with ``num_workers=0``: data workers keep
@@ -29,7 +32,7 @@ import os.path as osp
 import random
 import re
 import zipfile
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
@@ -40,6 +43,11 @@ from mmengine.registry import HOOKS
 
 _STEP = re.compile(r'^(?:iter|epoch)_(\d+)\.pth$')
 _ORIGINAL = {}
+#: The checkpoint auto-resume chose last, per work dir (to name it in errors).
+_FOUND: Dict[str, str] = {}
+#: Parts of a model that ``load_from`` may leave unfitted in training (fine-tuning a head).
+HEADS = ('decode_head.', 'auxiliary_head.', 'rpn_head.', 'roi_head.', 'bbox_head.', 'mask_head.',
+         'head.', 'keypoint_head.')
 
 
 def _is_local(path: str) -> bool:
@@ -119,6 +127,7 @@ def find_latest_checkpoint(path: str) -> Optional[str]:
         if not _is_local(candidate):
             return candidate  # remote storage: as mmengine does
         if is_intact(candidate):
+            _FOUND[path] = candidate
             return candidate
         state = 'missing' if not osp.exists(candidate) else 'damaged (truncated or corrupt)'
         print_log(f'checkpoint {candidate} is {state}: skipped, resuming from an earlier one',
@@ -182,6 +191,18 @@ class SafeCheckpointHook(CheckpointHook):
         checkpoint.setdefault('meta', {})[RNG_KEY] = rng_states()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # mmengine calls this before it loads the weights into the model: check them first.
+        from mmengine.model import is_model_wrapper
+        from mmengine.runner import BaseLoop
+
+        from ..weights import check_fit
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        state = {re.sub(r'^module\.', '', k): v
+                 for k, v in checkpoint.get('state_dict', checkpoint).items()}
+        training = isinstance(runner._train_loop, BaseLoop)
+        source = runner._load_from or _FOUND.get(runner.work_dir, 'the checkpoint')
+        check_fit(model, state, source,
+                  may_differ=HEADS if training and not runner._resume else ())
         states = checkpoint.get('meta', {}).get(RNG_KEY)
         # Only a resume continues the run (load_from starts a new one); every process would
         # get the main process's states: right only where they all had the same.

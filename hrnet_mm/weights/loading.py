@@ -9,7 +9,7 @@ import os.path as osp
 import pickle
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -130,13 +130,48 @@ def check_shapes(model: nn.Module, state: Dict[str, torch.Tensor], source: str) 
     own = model.state_dict()
     for key, value in state.items():
         if key in own and own[key].shape != value.shape:
-            theirs, ours = branch_widths(state), branch_widths(own)
+            # a backbone's own keys, or a whole model's (backbone.*)
+            prefix = 'backbone.' if key.startswith('backbone.') else ''
+            theirs, ours = branch_widths(state, prefix), branch_widths(own, prefix)
             what = (f'weights of an HRNet with branch widths {theirs} (W{theirs[0]}) into a '
                     f'model with {ours} (W{ours[0]})' if theirs and ours and theirs != ours
                     else 'weights of another architecture')
             raise CheckpointError(
                 f'{source}: {what}; first mismatch {key}: checkpoint '
                 f'{tuple(value.shape)} vs model {tuple(own[key].shape)}')
+
+
+def check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
+    """One-line :class:`CheckpointError` if a floating-point tensor holds NaN or Inf."""
+    bad = [k for k, v in state.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f'{source}: {len(bad)} tensors hold NaN or Inf (first: {bad[0]}): '
+                              'the weights of a diverged run, not usable')
+
+
+def check_fit(model: nn.Module, state: Dict[str, torch.Tensor], source: str,
+              may_differ: Tuple[str, ...] = ()) -> None:
+    """One-line :class:`CheckpointError` unless ``state`` fits ``model`` exactly: every model
+    tensor present with its shape, no other key, every value finite. Keys under the prefixes
+    ``may_differ`` (a head being fine-tuned) may be missing, unexpected or of another shape.
+
+    Example:
+        >>> check_fit(model, torch.load('iter_200.pth')['state_dict'], 'iter_200.pth')
+    """
+    check_finite(state, source)
+    own = model.state_dict()
+    free = (lambda k: k.startswith(may_differ)) if may_differ else (lambda k: False)
+    shaped = [k for k, v in state.items() if k in own and own[k].shape != v.shape and not free(k)]
+    if shaped:
+        check_shapes(model, {k: state[k] for k in shaped}, source)
+    missing = [k for k in own if k not in state and not free(k)]
+    unexpected = [k for k in state if k not in own and not free(k)]
+    if missing or unexpected:
+        parts = [f'{len(keys)} {what} (first: {keys[0]})' for keys, what in
+                 ((missing, 'model tensors missing'), (unexpected, 'unexpected tensors')) if keys]
+        raise CheckpointError(f'{source}: does not fit the model: {", ".join(parts)}: '
+                              'weights of another model or config')
 
 
 def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = 'backbone.',
@@ -180,6 +215,7 @@ def load_converted(model: nn.Module, conv: Conversion, source: str,
             raise CheckpointError(f'{source}: no keys under prefix {prefix!r} after '
                                   f'converting from layout {conv.layout!r}')
     check_shapes(model, state, source)
+    check_finite(state, source)
     result = model.load_state_dict(state, strict=False)
     report = LoadReport(conv.layout, list(result.missing_keys), list(result.unexpected_keys),
                         conv.unmapped)

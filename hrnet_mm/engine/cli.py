@@ -1,0 +1,54 @@
+"""How hrnet_mm's command-line tools end: a failure is one line and a non-zero exit status.
+
+A known failure (a checkpoint that does not fit or is unsafe, a missing or unreadable file, a
+bad value) prints ``error: <what, which file or value, what to do>`` on stderr and exits 1;
+anything else prints its type and first line the same way. ``--debug`` re-raises, so the whole
+traceback shows. Ctrl-C exits 130 quietly.
+
+Example:
+    >>> def main(argv=None) -> int:
+    ...     args = parse_args(argv)        # with add_debug_flag(parser)
+    ...     ...
+    >>> if __name__ == '__main__':
+    ...     sys.exit(run_tool(main))
+"""
+import argparse
+import sys
+from typing import Callable, List, Optional
+
+#: Exceptions hrnet_mm raises with a message that says it all (CheckpointError is one).
+PLAIN = (ValueError, RuntimeError)
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument('--debug', action='store_true',
+                        help='on a failure, show the whole traceback instead of one line')
+    return parser
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line; other than hrnet_mm's own errors, with its type."""
+    msg = ' '.join(str(exc).split())
+    if isinstance(exc, RuntimeError) and type(exc).__module__.startswith('hrnet_mm') or \
+            type(exc) in PLAIN:
+        return msg[:600]
+    return (f'{type(exc).__name__}: {msg}' if msg else type(exc).__name__)[:600]
+
+
+def run_tool(main: Callable[[Optional[List[str]]], int],
+             argv: Optional[List[str]] = None) -> int:
+    """Run ``main(argv)``; a failure becomes one line on stderr and exit status 1."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = '--debug' in argv
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the point is to end every failure alike
+        if debug:
+            raise
+        print(f'error: {one_line(exc)} (--debug shows the traceback)', file=sys.stderr)
+        return 1
