@@ -331,8 +331,17 @@ def test_pretrained_argument_is_an_init_cfg():
     (dict(arch='w33'), r"arch='w33' is not known; allowed: \["),
     (dict(representation='v3'),
      r"representation='v3' is not known; allowed: \['branches', 'v1', 'v2', 'v2p', 'cls'\]"),
-    (dict(frozen_stages=5), r'frozen_stages=5 is out of range; allowed: -1 .* to 4'),
-    (dict(frozen_stages=-2), r'frozen_stages=-2 is out of range'),
+    (dict(frozen_stages=5), r'frozen_stages=5: must be an int from -1 .* to 4'),
+    (dict(frozen_stages=-2), r'frozen_stages=-2: must be an int'),
+    (dict(frozen_stages=1.0), r'frozen_stages=1.0: must be an int'),
+    (dict(frozen_stages=True), r'frozen_stages=True: must be an int'),
+    (dict(in_channels=True), r'in_channels=True: must be a positive int'),
+    (dict(arch=['w32']), r"arch=\['w32'\]: must be a name \(a str\)"),
+    (dict(norm_cfg=dict(type='FooNorm')),
+     r"norm_cfg type 'FooNorm' is not a known norm layer; known: \['BN', .*'GN'.*'SyncBN'\]"),
+    (dict(norm_cfg=dict(type='GN')), r"GN needs num_groups"),
+    (dict(norm_cfg='BN'), r"norm_cfg='BN': must be a dict with a 'type'"),
+    (dict(representation='v2p', num_outs=True), r'num_outs=True: must be a positive int'),
     (dict(upsample_mode='bicubic'),
      r"upsample_mode='bicubic' is not known; allowed: \['nearest', 'bilinear'\]"),
     (dict(in_channels=0), r'in_channels=0: must be a positive int'),
@@ -349,6 +358,36 @@ def test_pretrained_argument_is_an_init_cfg():
 def test_bad_config_raises_at_build(kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         HRNetV2(**{'arch': 'w18_small_v1', **kwargs})
+
+
+@pytest.mark.parametrize('change, pattern', [
+    (lambda t: t['stage2'].update(foo=1), r"extra.stage2: unknown keys \['foo'\]; allowed: "),
+    (lambda t: t['stage4'].update(num_branches=5, num_blocks=[1] * 5,
+                                  num_channels=[16, 32, 64, 128, 256]),
+     r'extra.stage4.num_branches=5: stage4 has at most 4 branches'),
+    (lambda t: t['stage3'].update(num_modules=True), r'extra.stage3.num_modules=True: must be a '),
+])
+def test_bad_stage_table_raises_at_build(change, pattern):
+    table = get_arch('w18_small_v1')
+    change(table)
+    with pytest.raises(ValueError, match=pattern):
+        HRNetV2(extra=table)
+
+
+@pytest.mark.parametrize('x, pattern', [
+    (torch.zeros(1, 3, 64, 64, dtype=torch.uint8),
+     r'input of dtype torch.uint8 into weights of torch.float32: convert the input'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.int64), r'input of dtype torch.int64'),
+    (torch.zeros(1, 3, 64, 64, dtype=torch.float16),
+     r'input of dtype torch.float16 .* or run under torch.autocast'),
+    ([torch.zeros(3, 64, 64)], r'input is a list: expected a float tensor \(N, 3, H, W\)'),
+])
+def test_wrong_input_type_says_what_to_pass(x, pattern):
+    model = HRNetV2(arch='w18_small_v1').eval()
+    with pytest.raises(TypeError, match=pattern):
+        model(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # mixed precision inputs are fine there
+        assert model(torch.rand(1, 3, 64, 64).bfloat16())[0].dtype == torch.bfloat16
 
 
 def test_multiscale_output_false_needs_v1():

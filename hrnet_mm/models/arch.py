@@ -13,6 +13,8 @@ from typing import Any, Dict, Mapping, Optional
 
 STAGE_NAMES = ('stage1', 'stage2', 'stage3', 'stage4')
 STAGE_KEYS = ('num_modules', 'num_branches', 'block', 'num_blocks', 'num_channels')
+#: Keys a stage may have too (those of the mmdet/mmseg/mmpose ``extra`` format).
+OPTIONAL_STAGE_KEYS = ('fuse_method', 'multiscale_output')
 BLOCK_TYPES = ('BASIC', 'BOTTLENECK')
 
 
@@ -88,13 +90,18 @@ def get_arch(arch: Optional[str] = None, extra: Optional[Mapping] = None) -> Dic
     return _thaw(table)
 
 
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def validate_arch(table: Mapping) -> None:
     """Check a stage table; raise a ValueError that names the field and what is allowed.
 
     Rules: the four stages ``stage1`` ... ``stage4`` are present; each has the keys of
     :data:`STAGE_KEYS` with positive integers; ``num_blocks`` and ``num_channels`` have
-    ``num_branches`` entries; ``stage1`` has one branch; no stage has fewer branches than the
-    one before; ``block`` is one of :data:`BLOCK_TYPES`; ``fuse_method``, when given, is
+    ``num_branches`` entries; stage ``k`` has at most ``k`` branches (``stage1`` exactly one), no
+    stage fewer than the one before; no other keys than those and :data:`OPTIONAL_STAGE_KEYS`;
+    ``block`` is one of :data:`BLOCK_TYPES`; ``fuse_method``, when given, is
     ``'SUM'``.
     """
     missing = [s for s in STAGE_NAMES if s not in table]
@@ -104,15 +111,19 @@ def validate_arch(table: Mapping) -> None:
     if unknown:
         raise ValueError(f'extra: unknown entries {unknown}; allowed: {list(STAGE_NAMES)}')
     prev_branches = 1
-    for name in STAGE_NAMES:
+    for index, name in enumerate(STAGE_NAMES, start=1):
         stage = table[name]
         if not isinstance(stage, Mapping):
             raise ValueError(f'extra.{name} must be a dict with {list(STAGE_KEYS)}, got {stage!r}')
         absent = [k for k in STAGE_KEYS if k not in stage]
         if absent:
             raise ValueError(f'extra.{name}: missing {absent}; needed: {list(STAGE_KEYS)}')
+        unknown = [k for k in stage if k not in STAGE_KEYS + OPTIONAL_STAGE_KEYS]
+        if unknown:
+            raise ValueError(f'extra.{name}: unknown keys {unknown}; allowed: '
+                             f'{list(STAGE_KEYS + OPTIONAL_STAGE_KEYS)}')
         for key in ('num_modules', 'num_branches'):
-            if not isinstance(stage[key], int) or stage[key] < 1:
+            if not _positive_int(stage[key]):
                 raise ValueError(f'extra.{name}.{key}={stage[key]!r}: must be a positive int')
         n = stage['num_branches']
         for key in ('num_blocks', 'num_channels'):
@@ -120,7 +131,7 @@ def validate_arch(table: Mapping) -> None:
             if not isinstance(value, (list, tuple)) or len(value) != n:
                 raise ValueError(
                     f'extra.{name}.{key}={value!r}: needs num_branches={n} entries')
-            if not all(isinstance(v, int) and v > 0 for v in value):
+            if not all(_positive_int(v) for v in value):
                 raise ValueError(f'extra.{name}.{key}={value!r}: entries must be positive ints')
         if stage['block'] not in BLOCK_TYPES:
             raise ValueError(
@@ -130,6 +141,10 @@ def validate_arch(table: Mapping) -> None:
                              "only 'SUM' is supported")
         if name == 'stage1' and n != 1:
             raise ValueError(f'extra.stage1.num_branches={n}: stage1 has exactly 1 branch')
+        if n > index:
+            raise ValueError(f'extra.{name}.num_branches={n}: {name} has at most {index} '
+                             f'branches (strides 4 ... {4 * 2**(index - 1)}: one new branch a '
+                             'stage)')
         if n < prev_branches:
             raise ValueError(f'extra.{name}.num_branches={n}: a stage cannot have fewer '
                              f'branches than the one before ({prev_branches})')

@@ -26,6 +26,31 @@ class FeatureInfo(NamedTuple):
     stride: Optional[int]
 
 
+def _is_int(value) -> bool:
+    """An int, not a bool (``True`` is an int to Python, not a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_norm_cfg(norm_cfg: Optional[dict]) -> None:
+    """A norm type mmcv knows, and GN with its ``num_groups``: said here, not as a registry or
+    assertion error from deep inside the build."""
+    if norm_cfg is None:
+        return
+    if not isinstance(norm_cfg, dict) or 'type' not in norm_cfg:
+        raise ValueError(f"norm_cfg={norm_cfg!r}: must be a dict with a 'type', e.g. "
+                         "dict(type='BN')")
+    from mmengine.registry import MODELS as MMENGINE_MODELS
+    kind = norm_cfg['type']
+    if isinstance(kind, str) and MMENGINE_MODELS.get(kind) is None:
+        norms = (_BatchNorm, nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
+        known = sorted(k for k, v in MMENGINE_MODELS.module_dict.items()
+                       if isinstance(v, type) and issubclass(v, norms))
+        raise ValueError(f'norm_cfg type {kind!r} is not a known norm layer; known: {known}')
+    if kind == 'GN' and not _is_int(norm_cfg.get('num_groups')):
+        raise ValueError(f'norm_cfg={norm_cfg!r}: GN needs num_groups (an int dividing every '
+                         "branch width), e.g. dict(type='GN', num_groups=2)")
+
+
 class HRNetV2(BaseModule):
     """HRNet (Wang et al., TPAMI 2020) with the V1, V2 and V2+p representations.
 
@@ -115,11 +140,15 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             init_cfg = [dict(type='Kaiming', layer='Conv2d'),
                         dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
         super().__init__(copy.deepcopy(init_cfg))
+        if extra is None and not isinstance(arch, str):
+            raise ValueError(f'arch={arch!r}: must be a name (a str), one of the stage tables '
+                             "such as 'w32', or give extra= with a custom table")
         self.arch = get_arch(arch, extra)
         head_args = dict(out_channels=out_channels, num_outs=num_outs,
                          pooling_type=pooling_type, pyramid_stride=pyramid_stride,
                          num_classes=num_classes)
         self._check_args(representation, in_channels, frozen_stages, upsample_mode, head_args)
+        _check_norm_cfg(norm_cfg)
         self.representation = representation
         self.in_channels = in_channels
         self.conv_cfg = copy.deepcopy(conv_cfg)
@@ -149,10 +178,10 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if representation not in REPRESENTATIONS:
             raise ValueError(f'representation={representation!r} is not known; allowed: '
                              f'{list(REPRESENTATIONS)}')
-        if not isinstance(in_channels, int) or in_channels < 1:
+        if not _is_int(in_channels) or in_channels < 1:
             raise ValueError(f'in_channels={in_channels!r}: must be a positive int')
-        if frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
-            raise ValueError(f'frozen_stages={frozen_stages!r} is out of range; allowed: -1 '
+        if not _is_int(frozen_stages) or frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
+            raise ValueError(f'frozen_stages={frozen_stages!r}: must be an int from -1 '
                              f'(nothing), 0 (stem) to {len(STAGE_NAMES)}')
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(f'upsample_mode={upsample_mode!r} is not known; allowed: '
@@ -166,7 +195,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                 raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
                                  f'not {representation!r}')
             if key != 'pooling_type' and value is not None and (
-                    not isinstance(value, int) or value < 1):
+                    not _is_int(value) or value < 1):
                 raise ValueError(f'{key}={value!r}: must be a positive int')
         pooling_type = head_args['pooling_type']
         if pooling_type is not None and pooling_type not in POOLING_TYPES:
@@ -262,9 +291,18 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         """Run the network; returns a tuple of maps as declared by :attr:`feature_info`."""
+        if not torch.is_tensor(x):
+            raise TypeError(f'input is a {type(x).__name__}: expected a float tensor (N, '
+                            f'{self.in_channels}, H, W), e.g. torch.stack(images)')
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'input of shape {tuple(x.shape)}: expected (N, in_channels='
                              f'{self.in_channels}, H, W)')
+        if x.dtype != self.conv1.weight.dtype and not (
+                x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+            raise TypeError(
+                f'input of dtype {x.dtype} into weights of {self.conv1.weight.dtype}: convert the '
+                f'input (x.to({self.conv1.weight.dtype}), normalised as in training), or run '
+                'under torch.autocast for mixed precision')
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.with_cp and torch.is_grad_enabled():
