@@ -1,5 +1,6 @@
 """The tools refuse weights that do not fit, and end every failure with one line and exit 1
 (the traceback with --debug), from the user's command."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +101,81 @@ def test_load_from_may_differ_in_the_head_not_in_the_backbone(demo_dir, tmp_path
                              'train_cfg.max_iters=1', f'load_from={other_backbone}',
                              cwd=demo_dir))
     assert '(W48) into a model with (16, 32) (W16)' in line
+
+
+# ---------------------------------------------------------------------- broken datasets
+DET = ROOT / 'configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py'
+POSE = ROOT / 'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'
+
+
+@pytest.fixture
+def broken(demo_dir, tmp_path):
+    """A copy of the demo dataset to break, and the data config pieces that point at it."""
+    import shutil
+    root = tmp_path / 'data/hrnet_mm_demo'
+    shutil.copytree(demo_dir / 'data/hrnet_mm_demo', root)
+    return tmp_path, root
+
+
+def _check(config, cwd, splits=('train', 'val')):
+    import os
+
+    from hrnet_mm.data import check_data
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return check_data(Config.fromfile(str(config)), splits)
+    finally:
+        os.chdir(old)
+
+
+def _first(path):
+    import json
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize('config, break_it, message', [
+    (DET, lambda r: next((r / 'images/train').iterdir()).write_bytes(b''),
+     'image file is empty (0 bytes)'),
+    (DET, lambda r: next((r / 'images/val').iterdir()).unlink(), 'image file is missing'),
+    (DET, lambda r: (r / 'annotations/instances_train.json').write_text('{"images": [1,'),
+     'annotations/instances_train.json: not a JSON file (Expecting value at line 1'),
+    (DET, lambda r: (r / 'annotations/instances_val.json').write_text(
+        '{"annotations": [], "categories": []}'),
+     'annotations/instances_val.json: no "images" list: a COCO file holds'),
+    (POSE, lambda r: (r / 'annotations/person_keypoints_train.json').write_text(
+        __import__('json').dumps({**_first(r / 'annotations/person_keypoints_train.json'),
+                                  'annotations': [{'id': 7, 'image_id': 1, 'category_id': 1,
+                                                   'bbox': [0, 0, 9, 9],
+                                                   'keypoints': [0] * 50}]})),
+     'annotation id 7 (image 1) has 50 keypoint values; 51 expected'),
+    (SEG, lambda r: next((r / 'masks/train').iterdir()).unlink(),
+     'segmentation map of'),
+])
+def test_broken_dataset_is_one_line_naming_the_file(broken, config, break_it, message):
+    cwd, root = broken
+    break_it(root)
+    from hrnet_mm.data import DatasetError
+    with pytest.raises(DatasetError, match=re.escape(message)):
+        _check(config, cwd)
+
+
+def test_boxes_the_dataset_skips_are_said(broken):
+    import json
+    cwd, root = broken
+    path = root / 'annotations/instances_train.json'
+    coco = json.loads(path.read_text())
+    coco['annotations'][0]['bbox'][2] = -5
+    path.write_text(json.dumps(coco))
+    warnings = _check(DET, cwd)
+    assert len(warnings) == 1 and 'instances_train.json: 1 boxes with zero or negative width ' \
+        'or height are skipped by the dataset (first: annotation id' in warnings[0]
+    assert _check(DET, cwd, ('val', )) == []
+
+
+def test_train_tool_stops_on_a_broken_dataset_in_one_line(broken):
+    cwd, root = broken
+    image = next((root / 'images/train').iterdir())
+    image.write_bytes(b'')
+    line = _error_line(_tool('train', DET, '--work-dir', cwd / 'w', cwd=cwd))
+    assert f'{image.relative_to(cwd)}: image file is empty (0 bytes)' in line

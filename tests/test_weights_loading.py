@@ -345,3 +345,14 @@ def test_a_loaded_history_buffer_saves_as_mmengine_s_own(tmp_path):
     with zipfile.ZipFile(tmp_path / 'b.pth') as z:
         data = z.read(next(n for n in z.namelist() if n.endswith('data.pkl')))
     assert b'hrnet_mm' not in data and b'HistoryBuffer' in data
+
+
+def test_pretrained_url_offline_says_which_url_and_the_way_out(tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    url = 'http://127.0.0.1:9/hrnetv2_w18_offline.pth'  # nothing listens on port 9
+    model = HRNetV2(arch='w18_small_v1', init_cfg=dict(type='Pretrained', checkpoint=url))
+    with pytest.raises(CheckpointError) as e:
+        model.init_weights()
+    line = _one_line(e)
+    assert line.startswith(f'{url}: cannot download it (')
+    assert 'give a local file' in line and 'init_cfg=None' in line

@@ -11,8 +11,10 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401
+from hrnet_mm.data import check_data
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.engine.run_config import load_run_config
+from hrnet_mm.weights import load_checkpoint_file
 
 
 def parse_args(argv=None):
@@ -30,7 +32,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # one line now for a broken checkpoint or dataset, not a traceback in the middle of the run
+    load_checkpoint_file(args.checkpoint)
     cfg = load_run_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    for warning in check_data(cfg, ('test', )):
+        print(f'warning: {warning}', file=sys.stderr)
     cfg.load_from = args.checkpoint
     metrics = Runner.from_cfg(cfg).test()
     if args.out:

@@ -14,8 +14,10 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
+from hrnet_mm.data import check_data
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.engine.run_config import load_run_config
+from hrnet_mm.weights import load_checkpoint_file
 
 
 def parse_args(argv=None):
@@ -49,7 +51,13 @@ def build_cfg(args) -> Config:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    runner = Runner.from_cfg(build_cfg(args))
+    cfg = build_cfg(args)
+    # one line now for a broken dataset or checkpoint, not a traceback minutes into the run
+    for warning in check_data(cfg, ('train', 'val')):
+        print(f'warning: {warning}', file=sys.stderr)
+    if cfg.get('load_from') and '://' not in cfg.load_from:
+        load_checkpoint_file(cfg.load_from)
+    runner = Runner.from_cfg(cfg)
     runner.train()
     return 0
 

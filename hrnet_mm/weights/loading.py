@@ -48,7 +48,15 @@ def resolve(checkpoint: str) -> str:
         os.makedirs(cache, exist_ok=True)
         path = osp.join(cache, osp.basename(checkpoint.split('?')[0]))
         if not osp.exists(path):
-            torch.hub.download_url_to_file(checkpoint, path, progress=True)
+            try:
+                torch.hub.download_url_to_file(checkpoint, path, progress=True)
+            except OSError as e:  # URLError and socket errors are OSErrors
+                reason = getattr(e, 'reason', None) or e
+                raise CheckpointError(
+                    f'{checkpoint}: cannot download it ({reason}); offline, download it '
+                    f'elsewhere into {path}, or give a local file '
+                    "(init_cfg=dict(type='Pretrained', checkpoint='/path/to/file.pth')), or "
+                    'train from scratch (init_cfg=None)') from None
         return path
     if '://' in checkpoint:
         raise CheckpointError(f'{checkpoint}: scheme not read by hrnet_mm (it reads local '
