@@ -179,3 +179,29 @@ def test_train_tool_stops_on_a_broken_dataset_in_one_line(broken):
     image.write_bytes(b'')
     line = _error_line(_tool('train', DET, '--work-dir', cwd / 'w', cwd=cwd))
     assert f'{image.relative_to(cwd)}: image file is empty (0 bytes)' in line
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_test_tool_refuses_a_crafted_checkpoint_in_one_line(demo_dir, tmp_path):
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'x': _RunsCode(tmp_path / 'ran')}, path)
+    line = _error_line(_tool('test', SEG, path, '--work-dir', tmp_path / 'w', cwd=demo_dir))
+    assert f'{path}: refused: unpickling it would call posix.system' in line
+    assert not (tmp_path / 'ran').exists()
+
+
+def test_train_tool_unusable_work_dir_and_bad_option_in_one_line(demo_dir, tmp_path):
+    (tmp_path / 'file').write_text('')
+    line = _error_line(_tool('train', SEG, '--work-dir', tmp_path / 'file/work', cwd=demo_dir))
+    assert 'NotADirectoryError' in line and str(tmp_path / 'file') in line
+    line = _error_line(_tool('train', SEG, '--work-dir', tmp_path / 'w', '--cfg-options',
+                             'model.backbone.arch=w99', cwd=demo_dir))
+    assert "arch='w99' is not known; allowed: [" in line

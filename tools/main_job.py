@@ -24,6 +24,7 @@ from mmengine.runner import Runner
 import hrnet_mm  # noqa: F401
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import generate
+from hrnet_mm.engine.cli import add_debug_flag, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # task -> (metric key, metric name, paper input size (H, W), demo input size, iterations, models)
@@ -124,6 +125,7 @@ def main(argv=None) -> int:
     p.add_argument('--scale', type=float, default=1.0,
                    help='multiply every schedule (default 1: under 10 minutes on 2 CPU cores)')
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+    add_debug_flag(p)
     args = p.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
     start = time.time()
@@ -169,4 +171,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))
