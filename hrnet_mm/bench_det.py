@@ -13,7 +13,7 @@ import os.path as osp
 import platform
 import time
 from dataclasses import asdict
-from typing import Callable, Dict, Optional, Sequence
+from typing import Callable, Dict, Sequence
 
 import torch
 import torch.nn as nn

@@ -28,3 +28,13 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope='session')
+def demo_dir(tmp_path_factory):
+    """A folder holding data/hrnet_mm_demo (24 train, 8 val images), as the demo configs expect
+    it (relative to the working directory)."""
+    from hrnet_mm.data import generate
+    root = tmp_path_factory.mktemp('demo')
+    generate(str(root / 'data/hrnet_mm_demo'), num_train=24, num_val=8)
+    return root

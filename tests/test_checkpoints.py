@@ -21,18 +21,12 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401  installs the safe checkpoints
-from hrnet_mm.data import generate
 from hrnet_mm.engine import checkpoints as ckpts
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'
 
 
-@pytest.fixture(scope='module')
-def demo_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('demo')
-    generate(str(root / 'data/hrnet_mm_demo'), num_train=12, num_val=4)
-    return root
 
 
 def _save(path, value):

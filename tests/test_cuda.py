@@ -245,12 +245,6 @@ DEMOS = {
 }
 
 
-@pytest.fixture(scope='module')
-def demo_dir(tmp_path_factory):
-    from hrnet_mm.data import generate
-    root = tmp_path_factory.mktemp('demo')
-    generate(str(root / 'data/hrnet_mm_demo'), num_train=16, num_val=8)
-    return root
 
 
 def _tool(args, cwd):

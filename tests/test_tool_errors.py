@@ -10,17 +10,11 @@ import torch
 from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401
-from hrnet_mm.data import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'
 
 
-@pytest.fixture(scope='module')
-def demo_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('demo')
-    generate(str(root / 'data/hrnet_mm_demo'), num_train=8, num_val=4)
-    return root
 
 
 def _model(**backbone):
