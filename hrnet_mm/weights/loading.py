@@ -179,7 +179,8 @@ def check_fit(model: nn.Module, state: Dict[str, torch.Tensor], source: str,
         parts = [f'{len(keys)} {what} (first: {keys[0]})' for keys, what in
                  ((missing, 'model tensors missing'), (unexpected, 'unexpected tensors')) if keys]
         raise CheckpointError(f'{source}: does not fit the model: {", ".join(parts)}: '
-                              'weights of another model or config')
+                              'weights of another model or config (a published checkpoint of '
+                              'another layout: tools/convert_weights.py converts it)')
 
 
 def load_pretrained(model: nn.Module, checkpoint: str, prefix: Optional[str] = 'backbone.',
