@@ -5,7 +5,7 @@ the same way, and its ``CheckpointHook`` deletes the oldest checkpoint (``max_ke
 *before* the new one is written: a kill during the write can leave no intact checkpoint at
 all, and ``last_checkpoint`` naming a file that is missing or truncated, on which every
 ``--resume`` crashes. Importing hrnet_mm (a config's ``custom_imports`` does, so ``mim train``
-and the libraries' own tools too) makes three narrow changes:
+and the libraries' own tools too) makes these narrow changes:
 
 - a checkpoint on the local disk is written to ``<name>.tmp`` in the same folder, flushed,
   ``fsync``-ed and renamed over ``<name>``, so that it is either complete or absent;
@@ -192,6 +192,11 @@ class SafeCheckpointHook(CheckpointHook):
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         # mmengine calls this before it loads the weights into the model: check them first.
+        self._check_weights(runner, checkpoint)
+        self._restore_random_states(runner, checkpoint)
+
+    @staticmethod
+    def _check_weights(runner, checkpoint: dict) -> None:
         from mmengine.model import is_model_wrapper
         from mmengine.runner import BaseLoop
 
@@ -203,6 +208,9 @@ class SafeCheckpointHook(CheckpointHook):
         source = runner._load_from or _FOUND.get(runner.work_dir, 'the checkpoint')
         check_fit(model, state, source,
                   may_differ=HEADS if training and not runner._resume else ())
+
+    @staticmethod
+    def _restore_random_states(runner, checkpoint: dict) -> None:
         states = checkpoint.get('meta', {}).get(RNG_KEY)
         # Only a resume continues the run (load_from starts a new one); every process would
         # get the main process's states: right only where they all had the same.
@@ -250,16 +258,14 @@ class SafeCheckpointHook(CheckpointHook):
 
 def install() -> None:
     """Put the above in place of mmengine's (idempotent)."""
+    import mmengine.runner as runner_pkg
     import mmengine.runner.checkpoint as ckpt_module
     import mmengine.runner.runner as runner_module
     if _ORIGINAL:
         return
     _ORIGINAL['save_checkpoint'] = ckpt_module.save_checkpoint
-    _ORIGINAL['find_latest_checkpoint'] = ckpt_module.find_latest_checkpoint
-    for module in (ckpt_module, runner_module):
+    # every namespace that holds mmengine's functions by name
+    for module in (ckpt_module, runner_module, runner_pkg):
         module.save_checkpoint = save_checkpoint
         module.find_latest_checkpoint = find_latest_checkpoint
-    import mmengine.runner as runner_pkg
-    runner_pkg.find_latest_checkpoint = find_latest_checkpoint
-    runner_pkg.save_checkpoint = save_checkpoint
     HOOKS.register_module(name='CheckpointHook', module=SafeCheckpointHook, force=True)
