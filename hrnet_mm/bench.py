@@ -330,39 +330,38 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                    threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d'))
     measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
                    profile=profile, progress=progress)
-    if 'infer' in modes:
-        models = dict(plain)
-        if fast:
-            models[fast_names['ours']] = _ours_fast(plain[f'hrnet_mm ({baseline} config)'],
-                                                    fast, 'infer')
-            if stock_fast:
-                models[fast_names['stock']] = _stock_fast(plain[baseline], fast, 'infer')
+    ours_name = f'hrnet_mm ({baseline} config)'
+
+    def add_fast_rows(models: Dict[str, nn.Module], mode: str, paths: Sequence[str]) -> None:
+        """HRNetV2 with the fast ``paths``, and the stock model with the same generic ones."""
+        if not paths:
+            return
+        models[fast_names['ours']] = _ours_fast(plain[ours_name], paths, mode)
+        if stock_fast:
+            models[fast_names['stock']] = _stock_fast(plain[baseline], paths, mode)
         for name in fast_names.values():
             if name in models:
                 rows.setdefault(name, Row(name, fast_precision))
+
+    if 'infer' in modes:
+        models = dict(plain)
+        add_fast_rows(models, 'infer', fast)
+        for name in fast_names.values():
+            if name in models:
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
         _measure_inference(models, **measure)
     if 'train' in modes:
-        models = {name: copy.deepcopy(m).train() for name, m in plain.items()}
-        train_fast = [f for f in fast if f != 'fold']  # folding is for inference only
-        if train_fast:
-            models[fast_names['ours']] = _ours_fast(plain[f'hrnet_mm ({baseline} config)'],
-                                                    train_fast, 'train').train()
-            if stock_fast:
-                models[fast_names['stock']] = _stock_fast(plain[baseline], train_fast,
-                                                          'train').train()
-            for name in fast_names.values():
-                if name in models:
-                    rows.setdefault(name, Row(name, fast_precision))
+        models = {name: copy.deepcopy(m) for name, m in plain.items()}
+        add_fast_rows(models, 'train', [f for f in fast if f != 'fold'])  # fold: inference only
         if with_cp:
-            ours = plain[f'hrnet_mm ({baseline} config)']
+            ours = plain[ours_name]
             cpm = HRNetV2(arch=arch, representation=representation, with_cp=True,
                           upsample_mode=ours.upsample_mode).to(dev)
             cpm.load_state_dict(ours.state_dict())
-            models['hrnet_mm with_cp'] = cpm.train()
+            models['hrnet_mm with_cp'] = cpm
             rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
-        _measure_training(models, **measure)
+        _measure_training({name: m.train() for name, m in models.items()}, **measure)
     results['rows'] = [asdict(r) for r in rows.values()]
     return results
 
