@@ -172,7 +172,8 @@ def test_train_tool_stops_on_a_broken_dataset_in_one_line(broken):
     image = next((root / 'images/train').iterdir())
     image.write_bytes(b'')
     line = _error_line(_tool('train', DET, '--work-dir', cwd / 'w', cwd=cwd))
-    assert f'{image.relative_to(cwd)}: image file is empty (0 bytes)' in line
+    # as the README shows it: the file first, no exception type
+    assert line.startswith(f'error: {image.relative_to(cwd)}: image file is empty (0 bytes)')
 
 
 class _RunsCode:

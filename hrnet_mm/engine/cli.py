@@ -16,7 +16,8 @@ import argparse
 import sys
 from typing import Callable, List, Optional
 
-#: Exceptions hrnet_mm raises with a message that says it all (CheckpointError is one).
+#: Exceptions whose message says it all, besides hrnet_mm's own (CheckpointError,
+#: DatasetError): the ValueErrors and RuntimeErrors hrnet_mm and the tools raise.
 PLAIN = (ValueError, RuntimeError)
 
 
@@ -29,8 +30,7 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def one_line(exc: BaseException) -> str:
     """``exc``'s message on one line; other than hrnet_mm's own errors, with its type."""
     msg = ' '.join(str(exc).split())
-    if isinstance(exc, RuntimeError) and type(exc).__module__.startswith('hrnet_mm') or \
-            type(exc) in PLAIN:
+    if type(exc) in PLAIN or type(exc).__module__.startswith('hrnet_mm'):
         return msg[:600]
     return (f'{type(exc).__name__}: {msg}' if msg else type(exc).__name__)[:600]
 

@@ -90,8 +90,13 @@ def get_arch(arch: Optional[str] = None, extra: Optional[Mapping] = None) -> Dic
     return _thaw(table)
 
 
+def is_int(value) -> bool:
+    """An int, not a bool (``True`` is an int to Python, not a count to a user)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return is_int(value) and value > 0
 
 
 def validate_arch(table: Mapping) -> None:

@@ -10,7 +10,7 @@ from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..weights import load_pretrained
-from .arch import STAGE_NAMES, get_arch
+from .arch import STAGE_NAMES, get_arch, is_int
 from .blocks import BLOCKS, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
 from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid, classify,
@@ -24,11 +24,6 @@ class FeatureInfo(NamedTuple):
     logits, which have no spatial extent)."""
     channels: int
     stride: Optional[int]
-
-
-def _is_int(value) -> bool:
-    """An int, not a bool (``True`` is an int to Python, not a count to a user)."""
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_norm_cfg(norm_cfg: Optional[dict]) -> None:
@@ -46,7 +41,7 @@ def _check_norm_cfg(norm_cfg: Optional[dict]) -> None:
         known = sorted(k for k, v in MMENGINE_MODELS.module_dict.items()
                        if isinstance(v, type) and issubclass(v, norms))
         raise ValueError(f'norm_cfg type {kind!r} is not a known norm layer; known: {known}')
-    if kind == 'GN' and not _is_int(norm_cfg.get('num_groups')):
+    if kind == 'GN' and not is_int(norm_cfg.get('num_groups')):
         raise ValueError(f'norm_cfg={norm_cfg!r}: GN needs num_groups (an int dividing every '
                          "branch width), e.g. dict(type='GN', num_groups=2)")
 
@@ -178,9 +173,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if representation not in REPRESENTATIONS:
             raise ValueError(f'representation={representation!r} is not known; allowed: '
                              f'{list(REPRESENTATIONS)}')
-        if not _is_int(in_channels) or in_channels < 1:
+        if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f'in_channels={in_channels!r}: must be a positive int')
-        if not _is_int(frozen_stages) or frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
+        if not is_int(frozen_stages) or frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
             raise ValueError(f'frozen_stages={frozen_stages!r}: must be an int from -1 '
                              f'(nothing), 0 (stem) to {len(STAGE_NAMES)}')
         if upsample_mode not in UPSAMPLE_MODES:
@@ -195,7 +190,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                 raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
                                  f'not {representation!r}')
             if key != 'pooling_type' and value is not None and (
-                    not _is_int(value) or value < 1):
+                    not is_int(value) or value < 1):
                 raise ValueError(f'{key}={value!r}: must be a positive int')
         pooling_type = head_args['pooling_type']
         if pooling_type is not None and pooling_type not in POOLING_TYPES:
