@@ -1,7 +1,7 @@
 """Parameters and multiply-adds (conv and linear layers), as the HRNet paper reports them.
 
-GFLOPs here are giga multiply-adds of the ``nn.Conv2d`` and ``nn.Linear`` layers run in one
-forward pass of a single image, the convention of the HRNet paper and of most model zoos.
+GFLOPs here are giga multiply-adds of the convolutions (``nn.Conv2d`` and the transposed
+``nn.ConvTranspose2d`` of SimpleBaseline's head) and ``nn.Linear`` layers run in one forward pass of a single image, the convention of the HRNet paper and of most model zoos.
 Norms, activations, sums and resizes are not counted.
 
 Example:
@@ -21,6 +21,11 @@ PAPER = {
     ('pose', 'w48', 256, 192): (63.6, 14.6),
     ('pose', 'w48', 384, 288): (63.6, 32.9),
     ('seg', 'w48', 1024, 2048): (65.9, 696.2),
+    # SimpleBaseline (ResNet + 3 deconvolutions), the paper's pose baselines (Table 1)
+    ('pose', 'resnet50', 256, 192): (34.0, 8.9),
+    ('pose', 'resnet101', 256, 192): (53.0, 12.4),
+    ('pose', 'resnet152', 256, 192): (68.6, 15.7),
+    ('pose', 'resnet152', 384, 288): (68.6, 35.6),
 }
 
 
@@ -44,6 +49,11 @@ def count(model: nn.Module, inputs: Any,
         kh, kw = m.kernel_size
         macs['conv'] += out.numel() * (m.in_channels // m.groups) * kh * kw
 
+    def deconv_hook(m: nn.ConvTranspose2d, args: Tuple, out: torch.Tensor) -> None:
+        # every input pixel is spread over a kernel window of every output channel
+        kh, kw = m.kernel_size
+        macs['conv'] += args[0].numel() * (m.out_channels // m.groups) * kh * kw
+
     def linear_hook(m: nn.Linear, args: Tuple, out: torch.Tensor) -> None:
         macs['linear'] += out.numel() * m.in_features
 
@@ -51,6 +61,8 @@ def count(model: nn.Module, inputs: Any,
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.ConvTranspose2d):
+            handles.append(m.register_forward_hook(deconv_hook))
         elif isinstance(m, nn.Linear):
             handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
@@ -72,7 +84,8 @@ LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
 def build_from_config(path: str):
     """Build a config's model through its library; returns ``(model, forward, task, arch)``,
     where ``forward(model, images)`` runs the whole model (the library's 'tensor' mode) and
-    ``task`` is the folder the config sits in (``det``, ``seg`` or ``pose``)."""
+    ``task`` is the folder the config sits in (``det``, ``seg`` or ``pose``) and ``arch`` the key
+    of :data:`PAPER` (``'w32'``, ``'resnet50'``; None for other backbones)."""
     import importlib
     import os.path as osp
 
@@ -98,5 +111,10 @@ def build_from_config(path: str):
         def forward(m, x):
             return m(x, None, mode='tensor')
     backbone = cfg.model.backbone
-    arch = backbone.get('arch') if backbone.type == 'HRNetV2' else None
+    if backbone.type == 'HRNetV2':
+        arch = backbone.get('arch')
+    elif 'ResNet' in backbone.type and backbone.get('base_channels', 64) == 64:
+        arch = f'resnet{backbone.depth}'  # the paper's baselines, at their standard width
+    else:
+        arch = None
     return model, forward, task, arch
