@@ -5,6 +5,14 @@ MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing 
 skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is imported, e.g.
 through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
 """
+import warnings
+
+# mmengine's is_installed() re-imports pkg_resources on every call (each Runner, each library
+# check), and setuptools warns each time that pkg_resources is deprecated: a notice for
+# mmengine's maintainers that nobody running hrnet_mm can act on. Only that message is hidden.
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
+                        category=UserWarning)
+
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .engine.checkpoints import install as _safe_checkpoints
 from .models import HRNetV2

@@ -102,6 +102,17 @@ def test_train_and_test_tools(demo_dir, tmp_path):
         text=True, timeout=600)
     assert test.returncode == 0, test.stderr[-3000:]
     assert 'coco/AP' in json.loads(out.read_text())
+    # xtcocotools' evaluation dump went into the run's log, named on stderr; metrics shown
+    console = test.stdout + test.stderr
+    assert 'Average Precision' not in console and 'loading annotations' not in console
+    assert 'pkg_resources' not in console and 'coco/AP: ' in console
+    log = console.split('evaluation output and ')[1].split(': ')[1].split(' (--verbose')[0]
+    assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in Path(log).read_text()
+    verbose = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/test.py'), str(DEMOS['pose']), str(work / 'iter_4.pth'),
+         '--work-dir', str(work), '--verbose'], cwd=demo_dir, capture_output=True, text=True,
+        timeout=600)
+    assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in verbose.stdout
     # resuming from the work dir (mmengine's checkpoint, loaded with weights_only=True)
     resume = subprocess.run(
         [sys.executable, str(ROOT / 'tools/train.py'), str(DEMOS['pose']), '--work-dir',

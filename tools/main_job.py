@@ -1,13 +1,17 @@
-"""The main job: HRNet against its ResNet baseline on detection, segmentation and pose.
+"""The main job: HRNet against a size-matched ResNet on detection, segmentation and pose.
 
-    bash tools/main_job.sh            # installs what is missing, then runs this (< 10 min, 2 CPUs)
-    .venv/bin/python tools/main_job.py --scale 5     # 5x longer schedules
+    bash tools/main_job.sh                    # installs what is missing, then runs this
+    .venv/bin/python tools/main_job.py --seeds 3          # each model 3 times: mean and spread
+    .venv/bin/python tools/main_job.py --scale 5          # 5x longer schedules
+    .venv/bin/python tools/main_job.py --data-root data/coco --tasks det pose   # real data
 
-Generates the embedded dataset (data/hrnet_mm_demo), then for each task trains the demo HRNet
-and its ResNet twin (configs/{det,seg,pose}/demo_*.py) with the libraries' real datasets,
-pipelines and evaluators, evaluates each before and after training, and writes a comparison
-(task, model, params, GFLOPs at the paper's input size, CPU latency, metric untrained and
-trained) to <work-dir>/results.md, results.json and results.png.
+Generates the embedded dataset (data/hrnet_mm_demo) unless --data-root is given, then for each
+task trains the demo HRNet and a ResNet of about its parameters and GFLOPs
+(configs/{det,seg,pose}/demo_*.py) with the libraries' real datasets, pipelines and
+evaluators, evaluates each before and after training, and writes a comparison (params, GFLOPs at
+the paper's input size, CPU latency, metric in percent untrained and trained) to
+<work-dir>/results.md, results.json and results.png. The console shows one progress bar and one
+result line per run; everything the libraries print goes to a log file per run (path shown).
 """
 import argparse
 import json
@@ -16,36 +20,54 @@ import os.path as osp
 import statistics
 import sys
 import time
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
+import hrnet_mm  # noqa: F401  (first: its import hides setuptools' pkg_resources notice)
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-import hrnet_mm  # noqa: F401
 from hrnet_mm.complexity import build_from_config, count
-from hrnet_mm.data import generate
+from hrnet_mm.data import generate, use_data_root
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.quiet import ProgressBarHook, capture_into_file, make_bar
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# task -> (metric key, metric name, paper input size (H, W), demo input size, iterations, models)
-TASKS = {
-    'det': ('coco/bbox_mAP', 'box mAP', (800, 1333), (160, 160), 100, [
-        ('Faster R-CNN R-18 FPN', 'configs/det/demo_faster-rcnn_r18_fpn.py'),
-        ('Faster R-CNN HRNetV2p-W18-Small', 'configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py'),
-    ]),
-    'seg': ('mIoU', 'mIoU', (1024, 2048), (160, 160), 200, [
-        ('FCN R-18-D8', 'configs/seg/demo_fcn_r18-d8.py'),
-        ('HRNetV2-W18-Small + FCN 1x1', 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'),
-    ]),
-    'pose': ('coco/AP', 'keypoint AP', (256, 192), (128, 96), 200, [
-        ('SimpleBaseline R-18', 'configs/pose/demo_td-hm_res18.py'),
-        ('HRNet-W18-Small (V1)', 'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'),
-    ]),
+#: A ResNet is "matched" to its HRNet when both its params and its GFLOPs are within this
+#: factor of the HRNet's (either way).
+MATCH_FACTOR = 4 / 3
+
+
+class Model(NamedTuple):
+    name: str
+    family: str   # 'HRNet' or 'ResNet': the colour in the chart
+    config: str
+
+
+class Task(NamedTuple):
+    key: str                  # the evaluator's metric
+    metric: str               # its name in the table
+    percent: float            # factor to percent (COCO metrics are fractions, mIoU is not)
+    paper_size: Tuple[int, int]
+    demo_size: Tuple[int, int]
+    iters: int
+    models: List[Model]       # the HRNet first, then its ResNet
+
+
+TASKS: Dict[str, Task] = {
+    'det': Task('coco/bbox_mAP', 'box mAP (COCO, IoU 0.50:0.95)', 100, (800, 1333), (160, 160),
+                100, [
+                    Model('Faster R-CNN HRNetV2p-W18-Small', 'HRNet',
+                          'configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py'),
+                    Model('Faster R-CNN R-18 FPN, width 32', 'ResNet',
+                          'configs/det/demo_faster-rcnn_r18-w32_fpn.py')]),
+    'seg': Task('mIoU', 'mIoU', 1, (1024, 2048), (160, 160), 200, [
+        Model('HRNetV2-W18-Small + FCN 1x1', 'HRNet', 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'),
+        Model('FCN R-18-D8, width 16', 'ResNet', 'configs/seg/demo_fcn_r18-w16-d8.py')]),
+    'pose': Task('coco/AP', 'keypoint AP (COCO OKS)', 100, (256, 192), (128, 96), 200, [
+        Model('HRNet-W18-Small (V1)', 'HRNet', 'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'),
+        Model('SimpleBaseline R-18, width 12', 'ResNet', 'configs/pose/demo_td-hm_res18-w12.py')]),
 }
-
-
-def log(msg: str) -> None:
-    print(f'[main job {time.strftime("%H:%M:%S")}] {msg}', flush=True)
 
 
 def latency_ms(model, forward, size, repeats=5) -> float:
@@ -62,110 +84,216 @@ def latency_ms(model, forward, size, repeats=5) -> float:
     return 1000 * statistics.median(times)
 
 
-def train_and_evaluate(config: str, work_dir: str, iters: int, label: str):
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    cfg.work_dir = work_dir
+def schedule(cfg: Config, iters: int, seed: int) -> None:
+    """``iters`` iterations: linear warm-up over the first tenth, then cosine; one seed."""
     cfg.train_cfg.max_iters = iters
     warmup = max(1, iters // 10)
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=warmup),
         dict(type='CosineAnnealingLR', by_epoch=False, begin=warmup, end=iters,
              eta_min_ratio=0.05)]
-    cfg.log_level = 'WARNING'
-    cfg.custom_hooks = [dict(type='ProgressHook', interval=max(1, iters // 5),
-                             prefix=f'  {label}: ')]
+    cfg.randomness = dict(seed=seed)
+
+
+def train_and_evaluate(cfg: Config, bar) -> Tuple[dict, dict, float]:
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(ProgressBarHook(bar=bar))
+    bar.set_postfix_str('evaluating untrained', refresh=bar.is_tty)
     untrained = runner.test()
     start = time.time()
     runner.train()
     seconds = time.time() - start
+    bar.set_postfix_str('evaluating trained', refresh=bar.is_tty)
     return untrained, runner.test(), seconds
 
 
-def write_chart(rows, path: str) -> None:
+def spread(values: List[float]) -> dict:
+    return dict(mean=statistics.fmean(values),
+                sd=statistics.stdev(values) if len(values) > 1 else None,
+                min=min(values), max=max(values))
+
+
+def matched(row: dict, hrnet: dict) -> dict:
+    p, g = row['params_m'] / hrnet['params_m'], row['gflops'] / hrnet['gflops']
+    ok = all(1 / MATCH_FACTOR <= r <= MATCH_FACTOR for r in (p, g))
+    return dict(params_ratio=p, gflops_ratio=g, matched=ok)
+
+
+def fmt(s: dict) -> str:
+    if s['sd'] is None:
+        return f"{s['mean']:.1f}"
+    return f"{s['mean']:.1f} ± {s['sd']:.1f} ({s['min']:.1f}-{s['max']:.1f})"
+
+
+def markdown(rows: List[dict], args, total_s: float) -> str:
+    seeds = f"{args.seeds} seeds: mean ± sd (min-max)" if args.seeds > 1 else '1 seed'
+    lines = [f'# Main job results', '',
+             f'Scale {args.scale}, {seeds}, {total_s / 60:.1f} min in all, '
+             f'{torch.get_num_threads()} CPU threads, torch {torch.__version__}. Metrics in '
+             f'percent. GFLOPs are multiply-adds at the paper\'s input size; latency is one '
+             f'image at the demo size. "Matched" means params and GFLOPs both within '
+             f'{MATCH_FACTOR:.2f}x of the HRNet\'s.']
+    for task in dict.fromkeys(r['task'] for r in rows):
+        sub = [r for r in rows if r['task'] == task]
+        t = TASKS[task]
+        lines += ['', f'## {task}: {t.metric} (%), {sub[0]["iters"]} iterations', '',
+                  f'| model | params (M) | GFLOPs ({t.paper_size[0]}x{t.paper_size[1]}) | '
+                  f'size and compute vs the HRNet | CPU ms ({t.demo_size[0]}x{t.demo_size[1]}) | '
+                  f'{t.metric.split(" (")[0]} (%) untrained | trained | train s |',
+                  '|---|---|---|---|---|---|---|---|']
+        for r in sub:
+            m = r.get('vs_hrnet')
+            vs = ('-' if m is None else f"params {m['params_ratio']:.2f}x, GFLOPs "
+                  f"{m['gflops_ratio']:.2f}x: {'matched' if m['matched'] else 'NOT matched'}")
+            lines.append(f"| {r['model']} | {r['params_m']:.2f} | {r['gflops']:.1f} | {vs} | "
+                         f"{r['latency_ms']:.1f} | {fmt(r['untrained'])} | {fmt(r['trained'])} | "
+                         f"{r['train_s']:.0f} |")
+        if len(sub) == 2:
+            diff = sub[0]['trained']['mean'] - sub[1]['trained']['mean']
+            sds = [r['trained']['sd'] for r in sub]
+            noise = ('one seed: see docs/main_job.md for how much a result moves between seeds'
+                     if sds[0] is None else
+                     f"sd between seeds {sds[0]:.1f} (HRNet) and {sds[1]:.1f} (ResNet)")
+            lines += ['', f'HRNet - ResNet, trained: {diff:+.1f} points ({noise}).']
+    return '\n'.join(lines) + '\n'
+
+
+COLOURS = {'HRNet': '#1f5fa8', 'ResNet': '#d9711c'}
+LIGHT = {'HRNet': '#a9c4e6', 'ResNet': '#f3c9a3'}
+
+
+def chart(rows: List[dict], seeds: int):
+    """The figure: a panel per task; each model one colour (HRNet blue, ResNet orange) in every
+    panel and in the legend; untrained light and hatched, trained solid; values on the bars."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(4.2 * len(TASKS), 3.6))
-    for ax, task in zip(axes, TASKS):
+    from matplotlib.patches import Patch
+    tasks = list(dict.fromkeys(r['task'] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 4.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
         sub = [r for r in rows if r['task'] == task]
-        xs = range(len(sub))
-        ax.bar([x - 0.2 for x in xs], [r['untrained'] for r in sub], 0.4, label='untrained',
-               color='#bbbbbb')
-        ax.bar([x + 0.2 for x in xs], [r['trained'] for r in sub], 0.4, label='trained',
-               color=['#4c72b0' if 'HRNet' in r['model'] else '#dd8452' for r in sub])
-        ax.set_xticks(list(xs))
-        ax.set_xticklabels([r['model'].replace(' + ', '\n+ ').replace(' (', '\n(') for r in sub],
-                           fontsize=7)
-        ax.set_title(f'{task}: {sub[0]["metric"]}')
-        ax.legend(fontsize=7, loc='lower right')
-    fig.suptitle('HRNet vs ResNet on the embedded dataset (short CPU schedules)')
-    fig.tight_layout()
+        for x, r in enumerate(sub):
+            for dx, stage in ((-0.2, 'untrained'), (0.2, 'trained')):
+                s = r[stage]
+                colour = COLOURS[r['family']] if stage == 'trained' else LIGHT[r['family']]
+                bars = ax.bar(x + dx, s['mean'], 0.4, color=colour, edgecolor=COLOURS[r['family']],
+                              hatch='//' if stage == 'untrained' else None,
+                              yerr=s['sd'] if s['sd'] else None, capsize=3)
+                ax.bar_label(bars, labels=[f"{s['mean']:.1f}"], fontsize=8, padding=2)
+        ax.set_xticks(range(len(sub)))
+        ax.set_xticklabels([r['model'].replace(', ', ',\n').replace(' + ', '\n+ ')
+                            for r in sub], fontsize=8)
+        ax.set_title(f"{task}: {TASKS[task].metric.split(' (')[0]}", fontsize=10)
+        ax.set_ylabel(f"{TASKS[task].metric} (%)", fontsize=8)
+        ax.set_ylim(0, max(max(r['trained']['max'], r['untrained']['max']) for r in sub) * 1.2
+                    + 1)
+    handles = [Patch(facecolor=COLOURS['HRNet'], label='HRNet, trained'),
+               Patch(facecolor=LIGHT['HRNet'], edgecolor=COLOURS['HRNet'], hatch='//',
+                     label='HRNet, untrained'),
+               Patch(facecolor=COLOURS['ResNet'], label='ResNet (size-matched), trained'),
+               Patch(facecolor=LIGHT['ResNet'], edgecolor=COLOURS['ResNet'], hatch='//',
+                     label='ResNet (size-matched), untrained')]
+    fig.legend(handles=handles, loc='lower center', ncol=4, fontsize=8, frameon=False)
+    runs = f'mean of {seeds} seeds, bars: sd' if seeds > 1 else 'one seed'
+    fig.suptitle(f'HRNet vs a ResNet of about its size and compute, embedded dataset, short '
+                 f'CPU schedules ({runs})', fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def write_chart(rows: List[dict], path: str, seeds: int) -> None:
+    import matplotlib.pyplot as plt
+    fig = chart(rows, seeds)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def markdown(rows, args, total_s) -> str:
-    lines = [f'# Main job results (scale {args.scale}, {total_s / 60:.1f} min, '
-             f'{torch.get_num_threads()} CPU threads, torch {torch.__version__})', '',
-             '| task | model | params (M) | GFLOPs (input) | CPU latency ms (input) | metric | '
-             'untrained | trained | train s |', '|---|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['model']} | {r['params_m']:.2f} | {r['gflops']:.1f} "
-            f"({r['paper_size'][0]}x{r['paper_size'][1]}) | {r['latency_ms']:.1f} "
-            f"({r['demo_size'][0]}x{r['demo_size'][1]}) | {r['metric']} | {r['untrained']:.3f} "
-            f"| {r['trained']:.3f} | {r['train_s']:.0f} |")
-    return '\n'.join(lines) + '\n'
+def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dict:
+    """Complexity, latency, then every seed's run; the libraries' output into log files."""
+    work = osp.join(args.work_dir, task, osp.splitext(osp.basename(model.config))[0])
+    os.makedirs(work, exist_ok=True)
+    config = osp.join(ROOT, model.config)
+    with capture_into_file(osp.join(work, 'complexity.log')):
+        net, forward, _, _ = build_from_config(config)
+        c = count(net, torch.rand(1, 3, *t.paper_size), forward)
+        lat = latency_ms(net, forward, t.demo_size)
+    iters = max(1, int(t.iters * args.scale))
+    runs = []
+    for seed in range(args.seeds):
+        cfg = Config.fromfile(config)
+        cfg.work_dir = osp.join(work, f'seed{seed}')
+        os.makedirs(cfg.work_dir, exist_ok=True)
+        if args.data_root:
+            use_data_root(cfg, args.data_root)
+        schedule(cfg, iters, seed)
+        log = osp.join(cfg.work_dir, 'main_job.log')
+        seeded = f' seed {seed}' if args.seeds > 1 else ''
+        bar = make_bar(f'{step} {task} {model.name}{seeded}', iters, console)
+        try:
+            with capture_into_file(log):
+                before, after, seconds = train_and_evaluate(cfg, bar)
+        finally:
+            bar.close()
+        b, a = (float(m.get(t.key, 0.0)) * t.percent for m in (before, after))
+        print(f'{step} {task} {model.name}{seeded}: {t.metric.split(" (")[0]} {b:.1f} -> '
+              f'{a:.1f} % in {seconds:.0f} s (log: {log})', flush=True)
+        runs.append((b, a, seconds))
+    return dict(task=task, model=model.name, family=model.family, config=model.config,
+                params_m=c.params_m, gflops=c.gflops, paper_size=list(t.paper_size),
+                latency_ms=lat, demo_size=list(t.demo_size), metric=t.metric, unit='%',
+                iters=iters, seeds=list(range(args.seeds)),
+                untrained=spread([r[0] for r in runs]), trained=spread([r[1] for r in runs]),
+                untrained_runs=[r[0] for r in runs], trained_runs=[r[1] for r in runs],
+                train_s=statistics.fmean(r[2] for r in runs))
+
+
+def parse_args(argv: Optional[List[str]]):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--work-dir', default='work_dirs/main_job')
+    p.add_argument('--scale', type=float, default=1.0, help='multiply every schedule')
+    p.add_argument('--seeds', type=int, default=1,
+                   help='run each model this many times (seeds 0..N-1): mean and spread')
+    p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
+    p.add_argument('--data-root', help='a folder of real data in COCO (det, pose) or mmseg '
+                   '(seg) layout instead of the embedded dataset; see the README')
+    add_debug_flag(p)
+    args = p.parse_args(argv)
+    if args.seeds < 1 or args.scale <= 0:
+        p.error('--seeds must be at least 1 and --scale positive')
+    return args
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--work-dir', default='work_dirs/main_job')
-    p.add_argument('--scale', type=float, default=1.0,
-                   help='multiply every schedule (default 1: under 10 minutes on 2 CPU cores)')
-    p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
-    add_debug_flag(p)
-    args = p.parse_args(argv)
+    args = parse_args(argv)
+    console = sys.stderr  # the progress bars' terminal, before any run redirects the streams
     os.makedirs(args.work_dir, exist_ok=True)
     start = time.time()
     data = 'data/hrnet_mm_demo'
-    if not osp.exists(osp.join(data, 'annotations/instances_val.json')):
-        log(f'generating the embedded dataset in {data}')
-        log(f'  {generate(data)}')
-    rows, step, steps = [], 0, sum(len(TASKS[t][5]) for t in args.tasks)
+    if not args.data_root and not osp.exists(osp.join(data, 'annotations/instances_val.json')):
+        print(f'generating the embedded dataset in {data}: {generate(data)}', flush=True)
+    rows, steps = [], sum(len(TASKS[t].models) for t in args.tasks)
     for task in args.tasks:
-        key, metric, paper_size, demo_size, iters, models = TASKS[task]
-        iters = max(1, int(iters * args.scale))
-        for label, config in models:
-            step += 1
-            log(f'{step}/{steps} {task}: {label}: complexity and latency')
-            model, forward, _, _ = build_from_config(osp.join(ROOT, config))
-            c = count(model, torch.rand(1, 3, *paper_size), forward)
-            lat = latency_ms(model, forward, demo_size)
-            log(f'{step}/{steps} {task}: {label}: evaluate, train {iters} iterations, evaluate')
-            work = osp.join(args.work_dir, task, osp.splitext(osp.basename(config))[0])
-            before, after, seconds = train_and_evaluate(config, work, iters, label)
-            row = dict(task=task, model=label, config=config, params_m=c.params_m,
-                       gflops=c.gflops, paper_size=list(paper_size), latency_ms=lat,
-                       demo_size=list(demo_size), metric=metric,
-                       untrained=float(before.get(key, 0.0)), trained=float(after.get(key, 0.0)),
-                       train_s=seconds, iters=iters)
+        t = TASKS[task]
+        for model in t.models:
+            row = run_model(task, t, model, args, f'[{len(rows) + 1}/{steps}]', console)
+            if model.family != 'HRNet':
+                row['vs_hrnet'] = matched(row, rows[-1])
             rows.append(row)
-            log(f'{step}/{steps} {task}: {label}: {metric} {row["untrained"]:.3f} -> '
-                f'{row["trained"]:.3f}')
     total = time.time() - start
     md = markdown(rows, args, total)
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(md)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(scale=args.scale, seconds=total, rows=rows), f, indent=2)
-    write_chart(rows, osp.join(args.work_dir, 'results.png'))
+        json.dump(dict(scale=args.scale, seeds=args.seeds, seconds=total, unit='%',
+                       match_factor=MATCH_FACTOR, rows=rows), f, indent=2)
+    write_chart(rows, osp.join(args.work_dir, 'results.png'), args.seeds)
     print('\n' + md)
-    log(f'written: {args.work_dir}/results.md, results.json, results.png ({total / 60:.1f} min)')
-    failed = [r['model'] for r in rows if not r['trained'] > r['untrained']]
+    print(f'written: {args.work_dir}/results.md, results.json, results.png '
+          f'({total / 60:.1f} min)')
+    failed = [r['model'] for r in rows if not r['trained']['mean'] > r['untrained']['mean']]
     if failed:
-        log(f'FAILED: trained not better than untrained for {failed}')
+        print(f'FAILED: trained not better than untrained for {failed}', file=sys.stderr)
         return 1
     return 0
 

@@ -11,8 +11,9 @@ from mmengine.config import DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401
-from hrnet_mm.data import check_data
+from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
 
@@ -26,6 +27,10 @@ def parse_args(argv=None):
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    data_root_option(p)
+    p.add_argument('--verbose', action='store_true',
+                   help='print the evaluation dumps and third-party warnings too (by default '
+                        'they go to the run\'s log file)')
     add_debug_flag(p)
     return p.parse_args(argv)
 
@@ -35,10 +40,14 @@ def main(argv=None) -> int:
     # one line now for a broken checkpoint or dataset, not a traceback in the middle of the run
     load_checkpoint_file(args.checkpoint)
     cfg = load_run_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    apply_data_root(cfg, args.data_root)
     for warning in check_data(cfg, ('test', )):
         print(f'warning: {warning}', file=sys.stderr)
     cfg.load_from = args.checkpoint
-    metrics = Runner.from_cfg(cfg).test()
+    runner = Runner.from_cfg(cfg)
+    with prints_into_log(runner.logger, args.verbose) as sink:
+        metrics = runner.test()
+    sink.report()
     if args.out:
         with open(args.out, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items()}, f, indent=2)

@@ -14,8 +14,9 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
-from hrnet_mm.data import check_data
+from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
 
@@ -31,6 +32,10 @@ def parse_args(argv=None):
                    help='override config entries, e.g. train_cfg.max_iters=100')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    data_root_option(p)
+    p.add_argument('--verbose', action='store_true',
+                   help='print the evaluation dumps and third-party warnings too (by default '
+                        'they go to the run\'s log file)')
     add_debug_flag(p)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -39,6 +44,7 @@ def parse_args(argv=None):
 
 def build_cfg(args) -> Config:
     cfg = load_run_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    apply_data_root(cfg, args.data_root)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -58,7 +64,9 @@ def main(argv=None) -> int:
     if cfg.get('load_from') and '://' not in cfg.load_from:
         load_checkpoint_file(cfg.load_from)
     runner = Runner.from_cfg(cfg)
-    runner.train()
+    with prints_into_log(runner.logger, args.verbose) as sink:
+        runner.train()
+    sink.report()
     return 0
 
 

@@ -1,6 +1,8 @@
 """The embedded demo dataset (see :mod:`.synthetic`) and the dataset check before a run
-(see :mod:`.check`)."""
+(see :mod:`.check`), and pointing a demo config at real data (see :mod:`.roots`)."""
 from .check import DatasetError, check_data
+from .roots import apply_data_root, data_root_option, use_data_root
 from .synthetic import CLASSES, KEYPOINTS, SEG_CLASSES, generate
 
-__all__ = ['CLASSES', 'KEYPOINTS', 'SEG_CLASSES', 'generate', 'DatasetError', 'check_data']
+__all__ = ['CLASSES', 'KEYPOINTS', 'SEG_CLASSES', 'generate', 'DatasetError', 'check_data',
+           'use_data_root', 'data_root_option', 'apply_data_root']

@@ -1,4 +1,5 @@
 """Training-time helpers registered into mmengine."""
-from .hooks import ProgressHook, WeightsDigestHook
+from .hooks import WeightsDigestHook
+from .quiet import ProgressBarHook
 
-__all__ = ['ProgressHook', 'WeightsDigestHook']
+__all__ = ['ProgressBarHook', 'WeightsDigestHook']

@@ -35,19 +35,3 @@ class WeightsDigestHook(Hook):
         path = osp.join(runner.work_dir, f'weights_rank{get_rank()}.sha256')
         with open(path, 'w') as f:
             f.write(weights_digest(model) + '\n')
-
-
-@HOOKS.register_module(force=True)
-class ProgressHook(Hook):
-    """Print ``iter i/N, loss x`` every ``interval`` iterations (and the last), on rank 0, to
-    stdout: progress for long runs whose log level hides mmengine's own lines."""
-
-    def __init__(self, interval: int = 25, prefix: str = '') -> None:
-        self.interval, self.prefix = interval, prefix
-
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        i, total = runner.iter + 1, runner.max_iters
-        if get_rank() == 0 and (i % self.interval == 0 or i == total):
-            loss = outputs.get('loss', float('nan')) if outputs else float('nan')
-            loss = loss.detach().item() if torch.is_tensor(loss) else float(loss)
-            print(f'{self.prefix}iter {i}/{total}, loss {loss:.4f}', flush=True)

@@ -369,10 +369,11 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         own_cfg = self.init_cfg
         # mmengine runs the other initialisers; the Pretrained ones are ours.
         self.init_cfg = [c for c in cfgs if c and c.get('type') != 'Pretrained'] or None
+        self._loading = bool(pretrained)  # for _dump_init_info, which mmengine calls in there
         try:
             super().init_weights()
         finally:
-            self.init_cfg = own_cfg
+            self.init_cfg, self._loading = own_cfg, False
         for cfg in pretrained:
             load_pretrained(self, cfg['checkpoint'], prefix=cfg.get('prefix') or 'backbone.',
                             strict=cfg.get('strict', False))
@@ -380,3 +381,20 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             for m in self.modules():
                 if isinstance(m, _ResidualBlock):
                     constant_init(m.last_norm, 0)
+
+    def _dump_init_info(self) -> None:
+        """mmengine reports how each parameter was initialised: into a run's log file (a
+        Runner's) as mmengine does; without one it would print ~3,500 console lines for W32,
+        so one line instead. Loaded weights get the loader's one line (mmengine would call
+        this before they are loaded and report them as unchanged)."""
+        from logging import FileHandler
+
+        from mmengine.logging import MMLogger, print_log
+        if getattr(self, '_loading', False):
+            return
+        if any(isinstance(h, FileHandler) for h in MMLogger.get_current_instance().handlers):
+            return super()._dump_init_info()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, list) else [self.init_cfg]
+        how = ', '.join(f"{c['type']} ({c.get('layer', 'all')})" for c in cfgs if c)
+        print_log(f'HRNetV2 initialised: {len(list(self.parameters()))} parameter tensors, '
+                  f'init_cfg {how}', logger='current')

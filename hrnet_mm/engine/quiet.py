@@ -1,0 +1,174 @@
+"""Quiet runs: third-party output into a log file, progress on the console.
+
+Evaluation prints dumps nobody reads at the console (pycocotools and xtcocotools print
+"loading annotations into memory...", "creating index..." and twelve "Average Precision" lines
+per evaluation), and the libraries warn about things a user cannot act on. Nothing is thrown
+away: it all goes to a log file, whose path is printed.
+
+- :func:`prints_into_log` (``tools/train.py``, ``tools/test.py``): while a Runner trains or
+  tests, ``print`` output and third-party warnings go to the Runner's own log file; mmengine's
+  log lines stay on the console as they are.
+- :func:`capture_into_file` (the main job): everything a run prints, mmengine's log included,
+  goes to one file; a :class:`ProgressBarHook` draws a progress bar on the real console.
+
+Example:
+    >>> runner = Runner.from_cfg(cfg)
+    >>> with prints_into_log(runner.logger) as sink:
+    ...     runner.test()
+    >>> sink.report()   # evaluation output and 1 third-party warnings: work_dirs/...log
+"""
+import contextlib
+import io
+import logging
+import os.path as osp
+import sys
+import warnings
+from typing import IO, Iterator, List, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+_OWN = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the hrnet_mm package
+
+
+class LogSink(io.TextIOBase):
+    """A text stream that writes into files (a log), counting the warnings it is given."""
+
+    def __init__(self, streams: List[IO[str]], path: Optional[str]) -> None:
+        super().__init__()
+        self.streams, self.path, self.warnings = streams, path, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def report(self, what: str = 'evaluation output') -> None:
+        """One stderr line saying where the output went (nothing when it was not moved)."""
+        if self.path:
+            print(f'{what} and {self.warnings} third-party warnings: {self.path} '
+                  '(--verbose prints them)', file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _warnings_into(sink: LogSink) -> Iterator[None]:
+    """Warnings raised by code outside hrnet_mm go to ``sink`` (and are counted); hrnet_mm's own
+    warnings are about the user's files and settings, so they stay on the console."""
+    with warnings.catch_warnings():
+        console = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if osp.abspath(filename).startswith(_OWN + osp.sep):
+                return console(message, category, filename, lineno, file, line)
+            sink.warnings += 1
+            sink.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[LogSink]:
+    """Send ``print`` output and third-party warnings into ``logger``'s log file(s).
+
+    mmengine's console handler keeps the stream it was created with, so its log lines still
+    reach the console. Without a file handler (or with ``verbose``) nothing is redirected.
+    """
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    if verbose or not files:
+        yield LogSink([], None)
+        return
+    sink = LogSink([h.stream for h in files], files[0].baseFilename)
+    with contextlib.redirect_stdout(sink), _warnings_into(sink):
+        yield sink
+    sink.flush()
+
+
+def _handlers_on(stream: IO[str]) -> Iterator[tuple]:
+    from mmengine.logging import MMLogger
+    loggers = [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)]
+    loggers += list(MMLogger._instance_dict.values()) + [logging.getLogger()]
+    for logger in loggers:
+        for handler in list(getattr(logger, 'handlers', [])):
+            if getattr(handler, 'stream', None) is stream:
+                yield logger, handler
+
+
+@contextlib.contextmanager
+def capture_into_file(path: str) -> Iterator[LogSink]:
+    """Everything printed inside (stdout, stderr, warnings, and the console handlers of loggers
+    created inside, e.g. a Runner's) goes to the file ``path``; the sink counts the Python
+    warnings. The real console stays reachable as
+    ``sys.__stdout__`` or through streams saved before."""
+    with open(path, 'a', encoding='utf-8') as f:
+        sink = LogSink([f], path)
+        try:
+            with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                    _warnings_into(sink):
+                yield sink
+        finally:
+            # loggers created inside hold the sink as their console: detach them, or their
+            # next line would go to a closed file
+            for logger, handler in _handlers_on(sink):
+                logger.removeHandler(handler)
+            sink.flush()
+
+
+@HOOKS.register_module(force=True)
+class ProgressBarHook(Hook):
+    """One progress bar for training (iterations, loss, rate, ETA) with tqdm, on rank 0.
+
+    Args:
+        desc: Text before the bar (e.g. the model's name).
+        stream: Where to draw it (default ``sys.stderr`` when training starts).
+        bar: An open ``tqdm`` bar to drive instead of making one (the main job keeps one bar
+            per model across evaluation and training).
+
+    Example (config): ``custom_hooks = [dict(type='ProgressBarHook', desc='W18')]``.
+    """
+
+    priority = 'LOW'
+
+    def __init__(self, desc: str = 'train', stream: Optional[IO[str]] = None, bar=None) -> None:
+        self.desc, self.stream, self.bar, self._own = desc, stream, bar, bar is None
+
+    def before_train(self, runner) -> None:
+        from mmengine.dist import get_rank
+        if get_rank() != 0:
+            self.bar = None
+            return
+        if self.bar is None:
+            self.bar = make_bar(self.desc, runner.max_iters, self.stream or sys.stderr)
+        self.bar.reset(total=runner.max_iters)
+        self.bar.update(runner.iter)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.bar is None:
+            return
+        loss = (outputs or {}).get('loss')
+        if loss is not None:
+            loss = loss.detach().item() if torch.is_tensor(loss) else float(loss)
+            self.bar.set_postfix_str(f'loss {loss:.4f}', refresh=False)
+        self.bar.update(1)
+
+    def after_train(self, runner) -> None:
+        if self.bar is not None and self._own:
+            self.bar.close()
+
+
+def make_bar(desc: str, total: int, stream: IO[str]):
+    """A tqdm bar: redrawn in place on a terminal; in a file or pipe, one line every 30 s."""
+    from tqdm import tqdm
+    tty = hasattr(stream, 'isatty') and stream.isatty()
+    bar = tqdm(total=total, desc=desc, file=stream, unit='it', dynamic_ncols=tty,
+               ncols=None if tty else 100, mininterval=0.2 if tty else 30, leave=True)
+    bar.is_tty = tty  # redraw at once on a terminal only
+    return bar

@@ -1,0 +1,116 @@
+"""Quiet output: third-party prints and warnings into log files, one-line init reports."""
+import logging
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from hrnet_mm.engine.quiet import capture_into_file, prints_into_log
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _third_party_warning(message):
+    """A warning whose source file is outside hrnet_mm, as a library's would be."""
+    code = compile(f'warnings.warn({message!r}, UserWarning)', '/site-packages/lib/x.py', 'exec')
+    exec(code, {'warnings': warnings})
+
+
+def test_capture_into_file_takes_prints_warnings_and_new_loggers(tmp_path, capsys):
+    from mmengine.logging import MMLogger
+    log = tmp_path / 'run.log'
+    with capture_into_file(str(log)) as sink:
+        print('loading annotations into memory...')
+        _third_party_warning('a library notice')
+        logger = MMLogger.get_instance('quiet_test_logger', log_level='INFO')
+        logger.info('a runner line')
+    text = log.read_text()
+    assert 'loading annotations into memory...' in text
+    assert 'a library notice' in text and 'a runner line' in text
+    assert sink.warnings == 1
+    out = capsys.readouterr()
+    assert 'loading annotations' not in out.out + out.err
+    # the logger created inside no longer writes to the closed file
+    assert not [h for h in logger.handlers if getattr(h, 'stream', None) is sink]
+    logger.info('after the run')  # would raise "I/O operation on closed file" through logging
+    assert 'after the run' not in log.read_text()
+
+
+def test_own_warnings_stay_on_the_console(tmp_path):
+    from hrnet_mm.engine import quiet
+    own = compile("warnings.warn('check your data', UserWarning)",
+                  str(Path(quiet.__file__)), 'exec')
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        with capture_into_file(str(tmp_path / 'x.log')) as sink:
+            exec(own, {'warnings': warnings})
+    assert sink.warnings == 0 and 'check your data' not in (tmp_path / 'x.log').read_text()
+    assert [str(w.message) for w in seen] == ['check your data']
+
+
+def test_prints_into_log_uses_the_loggers_file_and_verbose_keeps_the_console(tmp_path, capsys):
+    logger = logging.getLogger('hrnet_mm_quiet_file')
+    handler = logging.FileHandler(tmp_path / 'runner.log')
+    logger.addHandler(handler)
+    try:
+        with prints_into_log(logger) as sink:
+            print(' Average Precision  (AP) @[ IoU=0.50:0.95 ] = 0.5')
+            _third_party_warning('deprecated soon')
+        sink.report()
+        with prints_into_log(logger, verbose=True):
+            print('shown')
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / 'runner.log').read_text()
+    assert 'Average Precision' in text and 'deprecated soon' in text
+    out = capsys.readouterr()
+    assert 'Average Precision' not in out.out and out.out == 'shown\n'
+    assert out.err == (f'evaluation output and 1 third-party warnings: {tmp_path}/runner.log '
+                       '(--verbose prints them)\n')
+
+
+def test_pretrained_loading_outside_a_runner_prints_one_line(tmp_path):
+    """mmengine's init report printed one console entry per parameter (~3,500 lines for W32,
+    each saying the value did not change, although the weights were then loaded)."""
+    script = f"""
+import torch
+from hrnet_mm import HRNetV2
+m = HRNetV2(arch='w18_small_v1', representation='v1')
+torch.save({{'state_dict': {{'backbone.' + k: v for k, v in m.state_dict().items()}}}}, r'{tmp_path}/w.pth')
+HRNetV2(arch='w18_small_v1', representation='v1',
+        init_cfg=dict(type='Pretrained', checkpoint=r'{tmp_path}/w.pth')).init_weights()
+HRNetV2(arch='w18_small_v1').init_weights()
+"""
+    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(lines) == 2, lines[:10]
+    assert lines[0].endswith(f'loaded {tmp_path}/w.pth: layout hrnet_mm; all keys matched')
+    assert 'HRNetV2 initialised: ' in lines[1] and 'Kaiming (Conv2d)' in lines[1]
+
+
+def test_init_report_still_goes_to_a_runners_log_file(tmp_path):
+    from mmengine.logging import MMLogger
+
+    from hrnet_mm import HRNetV2
+    logger = MMLogger.get_instance('hrnet_mm_init_report', log_file=str(tmp_path / 'run.log'))
+    HRNetV2(arch='w18_small_v1').init_weights()
+    for h in logger.handlers:
+        h.flush()
+    text = (tmp_path / 'run.log').read_text()
+    assert 'Name of parameter - Initialization information' in text
+    assert text.count('KaimingInit') > 50
+
+
+@pytest.mark.parametrize('module', ['mmengine.utils', 'mmdet'])
+def test_no_pkg_resources_notice_after_importing_hrnet_mm(module):
+    code = ('import hrnet_mm, importlib, mmengine.utils.package_utils as p; '
+            f'importlib.import_module({module!r}); p.is_installed("mmdet")')
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'pkg_resources' not in proc.stderr
