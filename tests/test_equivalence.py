@@ -109,3 +109,29 @@ def test_v1_equals_mmpose_hrnet(arch):
     assert len(expected) == len(got) == 1
     assert max_abs_diff(expected, got) <= ATOL
 
+
+
+MMPOSE_INIT = [dict(type='Normal', std=0.001, layer=['Conv2d']),
+               dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+
+
+def test_mmpose_initialisation_as_the_readme_gives_it():
+    """HRNetV2 initialises convs with Kaiming, mmpose's HRNet with Normal(0, 0.001): the README
+    names the init_cfg that gives mmpose's start, and with it both start identical."""
+    from mmpose.models.backbones import HRNet
+    table = get_arch('w18_small_v1')
+    table['stage4']['multiscale_output'] = False
+    torch.manual_seed(3)
+    ref = HRNet(extra=table)
+    ref.init_weights()
+    torch.manual_seed(3)
+    ours = HRNetV2(arch='w18_small_v1', representation='v1', init_cfg=MMPOSE_INIT)
+    ours.init_weights()
+    theirs = ref.state_dict()
+    assert ours.state_dict().keys() == theirs.keys()
+    assert all(torch.equal(v, theirs[k]) for k, v in ours.state_dict().items())
+    # the default differs, by orders of magnitude in the convolutions' scale
+    torch.manual_seed(3)
+    default = HRNetV2(arch='w18_small_v1', representation='v1')
+    default.init_weights()
+    assert default.conv1.weight.std() > 50 * ref.conv1.weight.std()

@@ -24,7 +24,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import hrnet_mm  # noqa: F401  (first: its import hides setuptools' pkg_resources notice)
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
@@ -133,6 +133,9 @@ def markdown(rows: List[dict], args, total_s: float) -> str:
              f'percent. GFLOPs are multiply-adds at the paper\'s input size; latency is one '
              f'image at the demo size. "Matched" means params and GFLOPs both within '
              f'{MATCH_FACTOR:.2f}x of the HRNet\'s.']
+    if args.cfg_options or args.data_root:
+        lines += ['', f'Data: {args.data_root or "the embedded dataset"}; config overrides: '
+                      f'{dict(args.cfg_options or {})}.']
     for task in dict.fromkeys(r['task'] for r in rows):
         sub = [r for r in rows if r['task'] == task]
         t = TASKS[task]
@@ -177,17 +180,20 @@ def chart(rows: List[dict], seeds: int):
             for dx, stage in ((-0.2, 'untrained'), (0.2, 'trained')):
                 s = r[stage]
                 colour = COLOURS[r['family']] if stage == 'trained' else LIGHT[r['family']]
-                bars = ax.bar(x + dx, s['mean'], 0.4, color=colour, edgecolor=COLOURS[r['family']],
-                              hatch='//' if stage == 'untrained' else None,
-                              yerr=s['sd'] if s['sd'] else None, capsize=3)
-                ax.bar_label(bars, labels=[f"{s['mean']:.1f}"], fontsize=8, padding=2)
+                ax.bar(x + dx, s['mean'], 0.4, color=colour, edgecolor=COLOURS[r['family']],
+                       hatch='//' if stage == 'untrained' else None,
+                       yerr=s['sd'] if s['sd'] else None, capsize=3)
+                # the value above the bar and its error bar, not on top of the whisker
+                ax.annotate(f"{s['mean']:.1f}", (x + dx, s['mean'] + (s['sd'] or 0)),
+                            xytext=(0, 3), textcoords='offset points', ha='center',
+                            va='bottom', fontsize=8)
         ax.set_xticks(range(len(sub)))
         ax.set_xticklabels([r['model'].replace(', ', ',\n').replace(' + ', '\n+ ')
                             for r in sub], fontsize=8)
         ax.set_title(f"{task}: {TASKS[task].metric.split(' (')[0]}", fontsize=10)
         ax.set_ylabel(f"{TASKS[task].metric} (%)", fontsize=8)
-        ax.set_ylim(0, max(max(r['trained']['max'], r['untrained']['max']) for r in sub) * 1.2
-                    + 1)
+        top = max(s['mean'] + (s['sd'] or 0) for r in sub for s in (r['trained'], r['untrained']))
+        ax.set_ylim(0, top * 1.15 + 1)
     handles = [Patch(facecolor=COLOURS['HRNet'], label='HRNet, trained'),
                Patch(facecolor=LIGHT['HRNet'], edgecolor=COLOURS['HRNet'], hatch='//',
                      label='HRNet, untrained'),
@@ -226,6 +232,8 @@ def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dic
         os.makedirs(cfg.work_dir, exist_ok=True)
         if args.data_root:
             use_data_root(cfg, args.data_root)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
         schedule(cfg, iters, seed)
         log = osp.join(cfg.work_dir, 'main_job.log')
         seeded = f' seed {seed}' if args.seeds > 1 else ''
@@ -257,6 +265,9 @@ def parse_args(argv: Optional[List[str]]):
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     p.add_argument('--data-root', help='a folder of real data in COCO (det, pose) or mmseg '
                    '(seg) layout instead of the embedded dataset; see the README')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override entries of every model\'s config, e.g. '
+                        'optim_wrapper.optimizer.lr=0.005 (the schedule is --scale\'s)')
     add_debug_flag(p)
     args = p.parse_args(argv)
     if args.seeds < 1 or args.scale <= 0:
@@ -286,6 +297,7 @@ def main(argv=None) -> int:
         f.write(md)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
         json.dump(dict(scale=args.scale, seeds=args.seeds, seconds=total, unit='%',
+                       data_root=args.data_root, cfg_options=dict(args.cfg_options or {}),
                        match_factor=MATCH_FACTOR, rows=rows), f, indent=2)
     write_chart(rows, osp.join(args.work_dir, 'results.png'), args.seeds)
     print('\n' + md)
