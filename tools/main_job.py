@@ -98,12 +98,12 @@ def schedule(cfg: Config, iters: int, seed: int) -> None:
 def train_and_evaluate(cfg: Config, bar) -> Tuple[dict, dict, float]:
     runner = Runner.from_cfg(cfg)
     runner.register_hook(ProgressBarHook(bar=bar))
-    bar.set_postfix_str('evaluating untrained', refresh=bar.is_tty)
+    bar.set_postfix_str('eval untrained', refresh=bar.is_tty)
     untrained = runner.test()
     start = time.time()
     runner.train()
     seconds = time.time() - start
-    bar.set_postfix_str('evaluating trained', refresh=bar.is_tty)
+    bar.set_postfix_str('eval trained', refresh=bar.is_tty)
     return untrained, runner.test(), seconds
 
 
