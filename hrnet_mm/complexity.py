@@ -1,7 +1,8 @@
 """Parameters and multiply-adds (conv and linear layers), as the HRNet paper reports them.
 
-GFLOPs here are giga multiply-adds of the convolutions (``nn.Conv2d`` and the transposed
-``nn.ConvTranspose2d`` of SimpleBaseline's head) and ``nn.Linear`` layers run in one forward pass of a single image, the convention of the HRNet paper and of most model zoos.
+GFLOPs here are giga multiply-adds of the convolutions (``nn.Conv2d``, and the transposed
+``nn.ConvTranspose2d`` of SimpleBaseline's head) and ``nn.Linear`` layers run in one forward
+pass of a single image, the convention of the HRNet paper and of most model zoos.
 Norms, activations, sums and resizes are not counted.
 
 Example:

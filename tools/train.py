@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
-from hrnet_mm.engine.quiet import prints_into_log
+from hrnet_mm.engine.quiet import prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
 
@@ -33,9 +33,7 @@ def parse_args(argv=None):
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     data_root_option(p)
-    p.add_argument('--verbose', action='store_true',
-                   help='print the evaluation dumps and third-party warnings too (by default '
-                        'they go to the run\'s log file)')
+    verbose_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))

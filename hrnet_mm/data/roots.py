@@ -143,5 +143,6 @@ def data_root_option(parser) -> None:
 
 
 def apply_data_root(cfg, root: Optional[str]) -> None:
+    """What a tool does with ``--data-root``: re-root ``cfg`` and print where the data is."""
     if root:
         print(f'data: {use_data_root(cfg, root)}', flush=True)

@@ -51,10 +51,10 @@ class LogSink(io.TextIOBase):
         for stream in self.streams:
             stream.flush()
 
-    def report(self, what: str = 'evaluation output') -> None:
+    def report(self) -> None:
         """One stderr line saying where the output went (nothing when it was not moved)."""
         if self.path:
-            print(f'{what} and {self.warnings} third-party warnings: {self.path} '
+            print(f'evaluation output and {self.warnings} third-party warnings: {self.path} '
                   '(--verbose prints them)', file=sys.stderr)
 
 
@@ -75,6 +75,13 @@ def _warnings_into(sink: LogSink) -> Iterator[None]:
         yield
 
 
+def verbose_option(parser) -> None:
+    """``--verbose`` for a tool that runs :func:`prints_into_log`."""
+    parser.add_argument('--verbose', action='store_true',
+                        help='print the evaluation dumps and third-party warnings too (by '
+                             'default they go to the run\'s log file)')
+
+
 @contextlib.contextmanager
 def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[LogSink]:
     """Send ``print`` output and third-party warnings into ``logger``'s log file(s).
@@ -87,14 +94,19 @@ def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[L
         yield LogSink([], None)
         return
     sink = LogSink([h.stream for h in files], files[0].baseFilename)
-    with contextlib.redirect_stdout(sink), _warnings_into(sink):
-        yield sink
-    sink.flush()
+    try:
+        with contextlib.redirect_stdout(sink), _warnings_into(sink):
+            yield sink
+    finally:
+        sink.flush()
 
 
 def _handlers_on(stream: IO[str]) -> Iterator[tuple]:
     from mmengine.logging import MMLogger
-    loggers = [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)]
+    # the registered loggers (not the placeholders, which getLogger would turn into loggers),
+    # mmengine's, which it keeps apart, and the root
+    loggers = [v for v in list(logging.Logger.manager.loggerDict.values())
+               if isinstance(v, logging.Logger)]
     loggers += list(MMLogger._instance_dict.values()) + [logging.getLogger()]
     for logger in loggers:
         for handler in list(getattr(logger, 'handlers', [])):

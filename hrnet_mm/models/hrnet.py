@@ -1,11 +1,13 @@
 """HRNetV2: the stem, four multi-resolution stages, and the chosen representation."""
 import copy
+from logging import FileHandler
 from typing import List, NamedTuple, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -387,9 +389,6 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         Runner's) as mmengine does; without one it would print ~3,500 console lines for W32,
         so one line instead. Loaded weights get the loader's one line (mmengine would call
         this before they are loaded and report them as unchanged)."""
-        from logging import FileHandler
-
-        from mmengine.logging import MMLogger, print_log
         if getattr(self, '_loading', False):
             return
         if any(isinstance(h, FileHandler) for h in MMLogger.get_current_instance().handlers):
