@@ -250,6 +250,37 @@ def test_zero_init_residual_zeroes_last_norm_so_blocks_start_as_identity():
         assert torch.equal(block(x), torch.relu(x))
 
 
+def test_blocks_have_the_public_norm_attributes_of_the_libraries_blocks():
+    """Code written against mmdet/mmpose HRNet reads block.norm1 ... block.norm3 (mmpose's own
+    backbone test checks zero_init_residual through Bottleneck.norm3)."""
+    from mmpose.models.backbones import HRNet
+    from mmpose.models.backbones.resnet import BasicBlock as PoseBasic
+    from mmpose.models.backbones.resnet import Bottleneck as PoseBottleneck
+    table = get_arch('w18_small_v1')
+    ref = randomize(HRNet(extra=table))
+    ours = HRNetV2(arch='w18_small_v1')
+    ours.load_state_dict(ref.state_dict(), strict=False)
+    pairs = list(zip([m for m in ours.modules() if isinstance(m, (BasicBlock, Bottleneck))],
+                     [m for m in ref.modules() if isinstance(m, (PoseBasic, PoseBottleneck))]))
+    assert len(pairs) == 1 + 2 * 2 + 3 * 2 + 4 * 2
+    for block, theirs in pairs:
+        names = ['norm1', 'norm2'] + (['norm3'] if isinstance(theirs, PoseBottleneck) else [])
+        assert not hasattr(block, 'norm3') or 'norm3' in names
+        for name in names:
+            assert getattr(block, name) is getattr(block, getattr(block, f'{name}_name'))
+            assert torch.equal(getattr(block, name).weight, getattr(theirs, name).weight)
+    # as mmpose's test reads it
+    model = HRNetV2(arch='w18_small_v1', zero_init_residual=True)
+    model.init_weights()
+    for m in model.modules():
+        if isinstance(m, Bottleneck):
+            assert torch.count_nonzero(m.norm3.weight) == 0 and m.norm3 is m.bn3
+        elif isinstance(m, BasicBlock):
+            assert torch.count_nonzero(m.norm2.weight) == 0 and m.norm1.weight.eq(1).all()
+    gn = HRNetV2(arch='w18_small_v1', norm_cfg=dict(type='GN', num_groups=2))
+    assert gn.layer1[0].norm3 is gn.layer1[0].gn3
+
+
 def test_without_zero_init_residual_last_norm_is_one():
     model = HRNetV2(arch='w18_small_v1')
     model.init_weights()

@@ -24,10 +24,20 @@ class _ResidualBlock(nn.Module):
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    # norm1, norm2 (and Bottleneck's norm3): the norm after each conv, by its public name, as
+    # the mmdet/mmseg/mmpose ResNet blocks give it (code written for them reads block.norm3)
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm2(self) -> nn.Module:
+        return getattr(self, self.norm2_name)
+
     @property
     def last_norm(self) -> nn.Module:
         """The norm layer on the residual path's output (zeroed by ``zero_init_residual``)."""
-        return getattr(self, getattr(self, f'norm{self.num_norms}_name'))
+        return getattr(self, f'norm{self.num_norms}')
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
 
@@ -71,8 +81,8 @@ class BasicBlock(_ResidualBlock):
         self.with_cp = with_cp
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(getattr(self, self.norm1_name)(self.conv1(x)))
-        return getattr(self, self.norm2_name)(self.conv2(out))
+        out = self.relu(self.norm1(self.conv1(x)))
+        return self.norm2(self.conv2(out))
 
 
 class Bottleneck(_ResidualBlock):
@@ -104,10 +114,14 @@ class Bottleneck(_ResidualBlock):
         self.downsample = downsample
         self.with_cp = with_cp
 
+    @property
+    def norm3(self) -> nn.Module:
+        return getattr(self, self.norm3_name)
+
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(getattr(self, self.norm1_name)(self.conv1(x)))
-        out = self.relu(getattr(self, self.norm2_name)(self.conv2(out)))
-        return getattr(self, self.norm3_name)(self.conv3(out))
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self.relu(self.norm2(self.conv2(out)))
+        return self.norm3(self.conv3(out))
 
 
 BLOCKS = {'BASIC': BasicBlock, 'BOTTLENECK': Bottleneck}
