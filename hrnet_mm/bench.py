@@ -17,8 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .complexity import count
 from .fast import optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
+from .peak import device_peak
 
 PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 #: Which representations each reference computes.
@@ -363,6 +365,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
             rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
         _measure_training({name: m.train() for name, m in models.items()}, **measure)
     results['rows'] = [asdict(r) for r in rows.values()]
+    # how far from the device's limit: multiply-adds of one image, and the peak per precision
+    results['gmacs_per_image'] = count(plain[ours_name].eval(), x[:1]).gflops
+    results['peak'] = {p: device_peak(dev, p)._asdict()
+                       for p in dict.fromkeys((precision, fast_precision))}
     return results
 
 
@@ -441,6 +447,16 @@ def _device_name(dev: torch.device) -> str:
     return f'cpu: {platform.processor() or platform.machine()}'
 
 
+def achieved(results: dict, row: dict, mode: str, precision: str) -> str:
+    """``GFLOP/s (x% of peak)`` of a row's mode: 2 FLOPs per multiply-add, training 3 passes."""
+    img_s, macs = row.get(f'{mode}_img_s'), results.get('gmacs_per_image')
+    if not img_s or not macs:
+        return ''
+    gflops = 2 * macs * img_s * (3 if mode == 'train' else 1)
+    peak = ((results.get('peak') or {}).get(precision) or {}).get('gflops')
+    return f'{gflops:.1f} ({100 * gflops / peak:.0f}%)' if peak else f'{gflops:.1f}'
+
+
 def format_table(results: dict) -> str:
     """A Markdown table; ratios are against the baseline reference (first in the list)."""
     rows = results['rows']
@@ -459,15 +475,23 @@ def format_table(results: dict) -> str:
             f"{results['device']}, torch {results['torch']}, {results['threads']} threads, "
             f"{results['date']}; ratios vs {results['baseline']}\n\n")
     lines = ['| model | precision | infer img/s | x | infer peak MiB | train img/s | x | '
-             'train peak MiB | x | max abs diff |', '|---|---|---|---|---|---|---|---|---|---|']
+             'train peak MiB | x | max abs diff | infer GFLOP/s (% of peak) | '
+             'train GFLOP/s (% of peak) |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
+        prec = r.get('precision') or results['precision']
         lines.append(
-            f"| {r['name']} | {r.get('precision') or results['precision']} | "
+            f"| {r['name']} | {prec} | "
             f"{num(r['infer_img_s'])} | {ratio(r, 'infer_img_s')} | "
             f"{num(r['infer_peak_mib'], '.0f')} | {num(r['train_img_s'])} | "
             f"{ratio(r, 'train_img_s')} | {num(r['train_peak_mib'], '.0f')} | "
             f"{ratio(r, 'train_peak_mib')} | "
-            f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} |")
+            f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} | "
+            f"{achieved(results, r, 'infer', prec)} | {achieved(results, r, 'train', prec)} |")
+    peaks = results.get('peak') or {}
+    if 'gmacs_per_image' in results:
+        lines += ['', f"GFLOP/s = 2 x {results['gmacs_per_image']:.2f} G multiply-adds per "
+                  "image x img/s (training: 3x, forward and backward). Peak: " +
+                  '; '.join(f"{p}: {v['how']}" for p, v in peaks.items())]
     profiled = [(r['name'], mode, p) for r in rows for mode, p in r.get('profile', {}).items()]
     if profiled:
         lines += ['', '| model | mode | step ms | kernel ms | launches | idle % |',

@@ -179,6 +179,19 @@ def test_benchmark_runs_and_reports(tmp_path):
     assert all(rows[n]['train_peak_mib'] > 0 for n in names)
     table = format_table(results)
     assert table.count('\n| ') == len(names) + 1 and 'ratios vs mmseg' in table
+    # achieved GFLOP/s beside the device's peak
+    from hrnet_mm.complexity import count
+    macs = count(HRNetV2(arch='w18_small_v1'), torch.rand(1, 3, 64, 64)).gflops
+    assert results['gmacs_per_image'] == pytest.approx(macs)
+    peak = results['peak']['fp32']
+    assert peak['gflops'] > 0 and 'FLOP/cycle' in peak['how']
+    r = rows['mmseg']
+    infer = 2 * macs * r['infer_img_s']
+    line = next(line for line in table.splitlines() if line.startswith('| mmseg |'))
+    assert line.endswith(f"| {infer:.1f} ({100 * infer / peak['gflops']:.0f}%) | "
+                         f"{3 * 2 * macs * r['train_img_s']:.1f} "
+                         f"({300 * 2 * macs * r['train_img_s'] / peak['gflops']:.0f}%) |")
+    assert f"Peak: fp32: {peak['how']}" in table
 
 
 def test_benchmark_fast_precision_and_profile():
@@ -222,3 +235,23 @@ def test_inductor_compile_fullgraph(representation):
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert max_abs_diff(model(x), compiled(x)) <= 1e-4
+
+
+def test_device_peaks():
+    from hrnet_mm.peak import cpu_peak, gpu_peak
+    zen4 = {'vendor_id': 'AuthenticAMD', 'cpu family': '25', 'cpu MHz': '2600.0',
+            'flags': 'fma avx2 avx512f avx512_bf16'}
+    assert cpu_peak(2, 'fp32', zen4).gflops == pytest.approx(2 * 2.6 * 32)
+    assert cpu_peak(2, 'bf16', zen4).gflops == pytest.approx(2 * 2.6 * 64)
+    intel = {'vendor_id': 'GenuineIntel', 'cpu family': '6', 'cpu MHz': '2000',
+             'flags': 'fma avx2 avx512f'}
+    assert cpu_peak(4, 'fp32', intel).gflops == pytest.approx(4 * 2.0 * 64)
+    avx2 = dict(intel, flags='fma avx2')
+    assert cpu_peak(1, 'fp32', avx2).how == '1 threads x 2.00 GHz x 32 fp32 FLOP/cycle (AVX2: ' \
+        '2 x 256-bit FMA pipes)'
+    assert cpu_peak(1, 'fp32', {}).gflops is None
+    assert gpu_peak('NVIDIA H100 80GB HBM3', 'fp32', tf32=True).gflops == 494700
+    assert gpu_peak('NVIDIA H100 80GB HBM3', 'fp32', tf32=False).gflops == 66900
+    assert gpu_peak('NVIDIA H200', 'bf16', tf32=True).gflops == 989400
+    assert gpu_peak('NVIDIA H100 PCIe', 'bf16', tf32=True).gflops == 756000
+    assert gpu_peak('Some Card', 'fp32', tf32=True).gflops is None
