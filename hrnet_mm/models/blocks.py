@@ -11,21 +11,16 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 
 
-class _ResidualBlock(nn.Module):
-    """Shared parts: norm naming, the shortcut, ReLU, and checkpointing."""
-
-    expansion = 1
+class NamedNorms:
+    """Norm layers named as mmcv names them (``bn1``, ``gn1`` ...), reachable as ``norm1``,
+    ``norm2``, as in the mmdet/mmseg/mmpose ResNet blocks and HRNet stems (code written for
+    them reads ``block.norm3`` or ``model.norm1``). A mixin for ``nn.Module`` subclasses."""
 
     def _add_norm(self, index: int, channels: int, norm_cfg: dict) -> None:
         name, norm = build_norm_layer(norm_cfg, channels, postfix=index)
         setattr(self, f'norm{index}_name', name)
         self.add_module(name, norm)
 
-    def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    # norm1, norm2 (and Bottleneck's norm3): the norm after each conv, by its public name, as
-    # the mmdet/mmseg/mmpose ResNet blocks give it (code written for them reads block.norm3)
     @property
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
@@ -33,6 +28,15 @@ class _ResidualBlock(nn.Module):
     @property
     def norm2(self) -> nn.Module:
         return getattr(self, self.norm2_name)
+
+
+class _ResidualBlock(NamedNorms, nn.Module):
+    """Shared parts: norm naming, the shortcut, ReLU, and checkpointing."""
+
+    expansion = 1
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def last_norm(self) -> nn.Module:

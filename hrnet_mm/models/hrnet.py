@@ -6,14 +6,14 @@ from typing import List, NamedTuple, Optional, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.utils.checkpoint as cp
-from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmcv.cnn import build_conv_layer
 from mmengine.logging import MMLogger, print_log
 from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..weights import load_pretrained
 from .arch import STAGE_NAMES, get_arch, is_int
-from .blocks import BLOCKS, _ResidualBlock, make_res_layer
+from .blocks import BLOCKS, NamedNorms, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
 from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid, classify,
                               concat_upsampled, make_classification_layers)
@@ -48,7 +48,7 @@ def _check_norm_cfg(norm_cfg: Optional[dict]) -> None:
                          "branch width), e.g. dict(type='GN', num_groups=2)")
 
 
-class HRNetV2(BaseModule):
+class HRNetV2(NamedNorms, BaseModule):
     """HRNet (Wang et al., TPAMI 2020) with the V1, V2 and V2+p representations.
 
     A stem takes the input to stride 4; four stages keep 1, 2, 3, 4 parallel branches at
@@ -203,12 +203,10 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         """Two strided 3x3 convs to stride 4 (``conv1``, ``bn1``, ``conv2``, ``bn2``)."""
         self.conv1 = build_conv_layer(self.conv_cfg, in_channels, STEM_CHANNELS, 3, stride=2,
                                       padding=1, bias=False)
-        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, STEM_CHANNELS, postfix=1)
-        self.add_module(self.norm1_name, norm1)
+        self._add_norm(1, STEM_CHANNELS, self.norm_cfg)
         self.conv2 = build_conv_layer(self.conv_cfg, STEM_CHANNELS, STEM_CHANNELS, 3, stride=2,
                                       padding=1, bias=False)
-        self.norm2_name, norm2 = build_norm_layer(self.norm_cfg, STEM_CHANNELS, postfix=2)
-        self.add_module(self.norm2_name, norm2)
+        self._add_norm(2, STEM_CHANNELS, self.norm_cfg)
         self.relu = nn.ReLU(inplace=True)
 
     def _build_stages(self) -> List[int]:
@@ -267,14 +265,6 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                      for i in range(num_outs))
 
     # ------------------------------------------------------------------ properties
-    @property
-    def norm1(self) -> nn.Module:
-        return getattr(self, self.norm1_name)
-
-    @property
-    def norm2(self) -> nn.Module:
-        return getattr(self, self.norm2_name)
-
     @property
     def out_channels(self) -> Tuple[int, ...]:
         """Channels of each output map (from :attr:`feature_info`)."""
