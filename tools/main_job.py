@@ -53,6 +53,11 @@ class Task(NamedTuple):
     iters: int
     models: List[Model]       # the HRNet first, then its ResNet
 
+    @property
+    def short(self) -> str:
+        """The metric's name without its details: 'box mAP'."""
+        return self.metric.split(' (')[0]
+
 
 TASKS: Dict[str, Task] = {
     'det': Task('coco/bbox_mAP', 'box mAP (COCO, IoU 0.50:0.95)', 100, (800, 1333), (160, 160),
@@ -142,7 +147,7 @@ def markdown(rows: List[dict], args, total_s: float) -> str:
         lines += ['', f'## {task}: {t.metric} (%), {sub[0]["iters"]} iterations', '',
                   f'| model | params (M) | GFLOPs ({t.paper_size[0]}x{t.paper_size[1]}) | '
                   f'size and compute vs the HRNet | CPU ms ({t.demo_size[0]}x{t.demo_size[1]}) | '
-                  f'{t.metric.split(" (")[0]} (%) untrained | trained | train s |',
+                  f'{t.short} (%) untrained | trained | train s |',
                   '|---|---|---|---|---|---|---|---|']
         for r in sub:
             m = r.get('vs_hrnet')
@@ -190,7 +195,7 @@ def chart(rows: List[dict], seeds: int):
         ax.set_xticks(range(len(sub)))
         ax.set_xticklabels([r['model'].replace(', ', ',\n').replace(' + ', '\n+ ')
                             for r in sub], fontsize=8)
-        ax.set_title(f"{task}: {TASKS[task].metric.split(' (')[0]}", fontsize=10)
+        ax.set_title(f'{task}: {TASKS[task].short}', fontsize=10)
         ax.set_ylabel(f"{TASKS[task].metric} (%)", fontsize=8)
         top = max(s['mean'] + (s['sd'] or 0) for r in sub for s in (r['trained'], r['untrained']))
         ax.set_ylim(0, top * 1.15 + 1)
@@ -244,7 +249,7 @@ def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dic
         finally:
             bar.close()
         b, a = (float(m.get(t.key, 0.0)) * t.percent for m in (before, after))
-        print(f'{step} {task} {model.name}{seeded}: {t.metric.split(" (")[0]} {b:.1f} -> '
+        print(f'{step} {task} {model.name}{seeded}: {t.short} {b:.1f} -> '
               f'{a:.1f} % in {seconds:.0f} s (log: {log})', flush=True)
         runs.append((b, a, seconds))
     return dict(task=task, model=model.name, family=model.family, config=model.config,
