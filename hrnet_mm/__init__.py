@@ -1,7 +1,8 @@
 """hrnet_mm: one HRNet implementation for mmdet, mmseg and mmpose.
 
-Importing the package registers :class:`HRNetV2` into the ``hrnet_mm`` scope and into the
-MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing library is
+Importing the package registers :class:`HRNetV2` and its parts (``HRModule`` and the
+representation modules, :data:`hrnet_mm.models.PARTS`) into the ``hrnet_mm`` scope and into
+the MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing library is
 skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is imported, e.g.
 through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
 """
@@ -15,7 +16,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API
 
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .engine.checkpoints import install as _safe_checkpoints
-from .models import HRNetV2
+from .models import PARTS, HRNetV2
 from .registry import MODELS, register_into_libraries
 from .version import __version__
 from .weights import allow_mmengine_checkpoints
@@ -27,8 +28,9 @@ allow_mmengine_checkpoints()
 # random states saved and restored: in every run that imports hrnet_mm.
 _safe_checkpoints()
 
-MODELS.register_module(name='HRNetV2', module=HRNetV2, force=True)
-#: The libraries HRNetV2 was registered into at import.
-REGISTERED_LIBRARIES = tuple(register_into_libraries({'HRNetV2': HRNetV2}))
+for _name, _cls in PARTS.items():
+    MODELS.register_module(name=_name, module=_cls, force=True)
+#: The libraries HRNetV2 and its parts were registered into at import.
+REGISTERED_LIBRARIES = tuple(register_into_libraries(PARTS))
 
 __all__ = ['__version__', 'HRNetV2', 'MODELS', 'REGISTERED_LIBRARIES']

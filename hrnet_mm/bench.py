@@ -110,7 +110,7 @@ def build_pair(library: str, arch: str, representation: str,
         ref = Reference(trunk, post, concat=representation == 'v2')
         state = dict(trunk.state_dict())
         if post is not None:
-            state.update({f'pyramid.{k}': v for k, v in post.state_dict().items()})
+            state.update({f'head.{k}': v for k, v in post.state_dict().items()})
     if seed is not None:
         randomize_weights(ref, seed)
     ours = HRNetV2(arch=arch, representation=representation, upsample_mode=upsample)

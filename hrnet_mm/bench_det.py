@@ -46,7 +46,7 @@ def _build(config: str) -> nn.Module:
 
 def build_detectors(arch: str = 'w18', seed: int = 0) -> Dict[str, nn.Module]:
     """The three detectors; the stock HRNet one has random weights, hrnet_mm's loads them
-    (``neck.*`` -> ``backbone.pyramid.*``, the ``mmdet`` layout) strictly."""
+    (``neck.*`` -> ``backbone.head.*``, the ``mmdet`` layout) strictly."""
     stock = randomize_weights(_build(f'mmdet::hrnet/faster-rcnn_hrnetv2p-{arch}-1x_coco.py'),
                               seed)
     ours = _build(osp.join(ROOT, f'configs/det/faster-rcnn_hrnetv2p-{arch}_1x_coco.py'))

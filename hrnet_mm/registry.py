@@ -36,11 +36,12 @@ def register_into_libraries(modules: dict, libraries: Iterable[str] = LIBRARIES)
             if e.name is not None and (e.name == lib or e.name.startswith(f'{lib}.')):
                 continue  # not installed
             warnings.warn(f'hrnet_mm: {lib} is installed but does not import ({e}); '
-                          f'HRNetV2 is not registered into {lib}')
+                          f"hrnet_mm's models are not registered into {lib}")
             continue
         except Exception as e:  # noqa: BLE001 - a broken install must not break hrnet_mm
             warnings.warn(f'hrnet_mm: {lib} is installed but does not import '
-                          f'({type(e).__name__}: {e}); HRNetV2 is not registered into {lib}')
+                          f'({type(e).__name__}: {e}); hrnet_mm\'s models are not registered '
+                          f'into {lib}')
             continue
         for name, cls in modules.items():
             # force=True: re-importing (e.g. a reload in a notebook) replaces, never fails.

@@ -51,8 +51,9 @@ def test_v2p_equals_mmdet_hrnet_hrfpn(arch):
     ref = _reference(HRNet(extra=table))
     neck = _reference(HRFPN(in_channels=table['stage4']['num_channels'], out_channels=64))
     state = dict(ref.state_dict())
-    state.update({f'pyramid.{k}': v for k, v in neck.state_dict().items()})
-    ours = _load_strict(HRNetV2(arch=arch, representation='v2p', out_channels=64), state)
+    state.update({f'head.{k}': v for k, v in neck.state_dict().items()})
+    ours = _load_strict(
+        HRNetV2(arch=arch, representation=dict(type='v2p', out_channels=64)), state)
     x = _input()
     with torch.no_grad():
         expected, got = neck(ref(x)), ours(x)
@@ -67,9 +68,9 @@ def test_v2p_with_strided_pyramid_equals_hrfpn_stride_2():
     ref = _reference(HRNet(extra=get_arch('w18_small_v1')))
     neck = _reference(HRFPN(in_channels=[16, 32, 64, 128], out_channels=32, stride=2))
     state = dict(ref.state_dict())
-    state.update({f'pyramid.{k}': v for k, v in neck.state_dict().items()})
-    ours = _load_strict(HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32,
-                                pyramid_stride=2), state)
+    state.update({f'head.{k}': v for k, v in neck.state_dict().items()})
+    ours = _load_strict(HRNetV2(arch='w18_small_v1', representation=dict(
+        type='v2p', out_channels=32, pyramid_stride=2)), state)
     x = _input(128, 128)
     with torch.no_grad():
         expected, got = neck(ref(x)), ours(x)

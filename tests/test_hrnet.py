@@ -76,13 +76,13 @@ def test_bilinear_fusion_odd_size_and_differs_from_nearest():
 
 
 def test_v2p_options():
-    model = HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32, num_outs=3,
-                    pooling_type='MAX').eval()
+    model = HRNetV2(arch='w18_small_v1', representation=dict(
+        type='v2p', out_channels=32, num_outs=3, pooling_type='MAX')).eval()
     with torch.no_grad():
         outs = model(torch.rand(1, 3, 64, 64))
     assert [tuple(o.shape) for o in outs] == [(1, 32, 16, 16), (1, 32, 8, 8), (1, 32, 4, 4)]
     assert model.out_strides == (4, 8, 16)
-    assert model.pyramid.pool is torch.nn.functional.max_pool2d
+    assert model.head.pool is torch.nn.functional.max_pool2d
 
 
 def test_v2p_input_too_small_for_the_pyramid_says_so():
@@ -90,7 +90,7 @@ def test_v2p_input_too_small_for_the_pyramid_says_so():
     with pytest.raises(ValueError, match=r'the V2 map is \(9, 9\), too small for num_outs=5 '
                        r'pyramid levels \(pooling by 16\): feed an input of at least 64x64'):
         model(torch.rand(1, 3, 33, 35))
-    small = HRNetV2(arch='w18_small_v1', representation='v2p', num_outs=3).eval()
+    small = HRNetV2(arch='w18_small_v1', representation=dict(type='v2p', num_outs=3)).eval()
     assert [o.shape[-1] for o in small(torch.rand(1, 3, 33, 35))] == [9, 4, 2]
 
 
@@ -136,23 +136,23 @@ def test_segmentation_parameter_count():
 
 @pytest.mark.parametrize('arch', ['w18_small_v1', 'w32'])
 def test_cls_gives_logits(arch):
-    model = HRNetV2(arch=arch, representation='cls', num_classes=10).eval()
+    model = HRNetV2(arch=arch, representation=dict(type='cls', num_classes=10)).eval()
     with torch.no_grad():
         logits = model(torch.rand(2, 3, 64, 80))
     assert len(logits) == 1 and logits[0].shape == (2, 10)
     assert model.feature_info == (FeatureInfo(10, None), )
     assert HRNetV2(arch=arch, representation='cls').out_channels == (1000, )
     # the official head: 128/256/512/1024-wide Bottlenecks, 2048 features
-    assert [m[0].conv3.out_channels for m in model.incre_modules] == [128, 256, 512, 1024]
-    assert model.classifier.in_features == 2048
+    assert [m[0].conv3.out_channels for m in model.head.incre_modules] == [128, 256, 512, 1024]
+    assert model.head.classifier.in_features == 2048
 
 
 def test_cls_needs_four_branches():
     table = get_arch('w18_small_v1')
     table['stage4'].update(num_branches=3, num_blocks=[2, 2, 2], num_channels=[16, 32, 64])
     assert HRNetV2(extra=table).out_channels == (16, 32, 64)
-    with pytest.raises(ValueError, match=r"representation='cls' needs 4 branches, the stage "
-                       r'table has 3'):
+    with pytest.raises(ValueError, match=r"representation='cls' needs 4 maps, got "
+                       r'in_channels=\[16, 32, 64\]'):
         HRNetV2(extra=table, representation='cls')
 
 
@@ -372,18 +372,29 @@ def test_pretrained_argument_is_an_init_cfg():
      r"norm_cfg type 'FooNorm' is not a known norm layer; known: \['BN', .*'GN'.*'SyncBN'\]"),
     (dict(norm_cfg=dict(type='GN')), r"GN needs num_groups"),
     (dict(norm_cfg='BN'), r"norm_cfg='BN': must be a dict with a 'type'"),
-    (dict(representation='v2p', num_outs=True), r'num_outs=True: must be a positive int'),
+    (dict(representation=dict(type='v2p', num_outs=True)),
+     r'num_outs=True: must be a positive int'),
     (dict(upsample_mode='bicubic'),
      r"upsample_mode='bicubic' is not known; allowed: \['nearest', 'bilinear'\]"),
     (dict(in_channels=0), r'in_channels=0: must be a positive int'),
     (dict(representation='v2', out_channels=128),
      r"out_channels=128 only applies to representation='v2p', not 'v2'"),
-    (dict(representation='v2p', pooling_type='MIN'),
+    (dict(representation=dict(type='v2p', pooling_type='MIN')),
      r"pooling_type='MIN' is not known; allowed: \['AVG', 'MAX'\]"),
-    (dict(representation='v2p', num_outs=0), r'num_outs=0: must be a positive int'),
+    (dict(representation=dict(type='v2p', num_outs=0)), r'num_outs=0: must be a positive int'),
     (dict(representation='v1', num_classes=10),
      r"num_classes=10 only applies to representation='cls', not 'v1'"),
-    (dict(representation='cls', num_classes=0), r'num_classes=0: must be a positive int'),
+    (dict(representation=dict(type='cls', num_classes=-1)),
+     r'num_classes=-1: must be a positive int, or 0 for the pooled features'),
+    (dict(representation=dict(type='v1', num_classes=10)),
+     r"representation='v1' takes no num_classes=; its arguments: \['init_cfg'\]"),
+    (dict(representation=dict(type='v2p', with_cp=True)),
+     r"representation='v2p': with_cp= is set by HRNetV2 for all its parts; give it to "
+     r'HRNetV2'),
+    (dict(representation='v3'), r"representation='v3' is not known; allowed: \['branches', "),
+    (dict(representation=dict(type='v2p', out_channels=128), out_channels=128),
+     r"out_channels= is an argument of the representation: write "
+     r"representation=dict\(type='v2p', out_channels=128\)"),
     (dict(extra={'stage1': {}}), r"extra: missing \['stage2', 'stage3', 'stage4'\]"),
 ])
 def test_bad_config_raises_at_build(kwargs, pattern):

@@ -69,3 +69,27 @@ def test_mmpose_snippet_estimates_heatmaps():
     with torch.no_grad():
         heatmaps = model(torch.rand(1, 3, 256, 192), None, mode='tensor')
     assert heatmaps.shape == (1, 17, 64, 48)
+
+
+def _part_snippets():
+    """The *Parts* section's configs (they start with a comment saying what they build)."""
+    blocks = re.findall(r'```python\n(#[^\n]*\n_base_ = .*?)```', README.read_text(), flags=re.S)
+    return [b for b in blocks if 'Representation' in b]
+
+
+def test_parts_snippets_build_and_detect():
+    from mmdet.registry import MODELS
+    snippets = _part_snippets()
+    assert len(snippets) == 2
+    for snippet in snippets:
+        cfg = Config.fromstring(snippet, file_format='.py')
+        cfg.model.backbone.init_cfg = None  # random weights: nothing to download
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            model = MODELS.build(cfg.model)
+        model.eval()
+        assert type(model.neck).__name__ == 'V2pRepresentation'
+        with torch.no_grad():
+            feats = model.extract_feat(torch.rand(1, 3, 128, 160))
+        # stride 4, then pooled by 2, 4, 8, 16 (floor)
+        assert [tuple(f.shape[-2:]) for f in feats] == [(32, 40), (16, 20), (8, 10), (4, 5),
+                                                         (2, 2)]

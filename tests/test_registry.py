@@ -45,8 +45,8 @@ def test_custom_imports_in_a_config(tmp_path):
     cfg = tmp_path / 'cfg.py'
     cfg.write_text(textwrap.dedent("""
         custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)
-        model = dict(type='HRNetV2', arch='w18_small_v1', representation='v2p',
-                     out_channels=64, num_outs=3)
+        model = dict(type='HRNetV2', arch='w18_small_v1',
+                     representation=dict(type='v2p', out_channels=64, num_outs=3))
     """))
     proc = _run(f"""
         from mmengine.config import Config

@@ -154,7 +154,8 @@ def test_mmdet_detector(tmp_path):
     assert meta['converted_from'] == 'mmdet'
     assert torch.equal(state['rpn_head.rpn_conv.weight'],
                        source['state_dict']['rpn_head.rpn_conv.weight'])
-    ours = _strict(HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=64),
+    ours = _strict(HRNetV2(arch='w18_small_v1',
+                           representation=dict(type='v2p', out_channels=64)),
                    _sub(state, 'backbone.'))
     x = _x()
     with torch.no_grad():

@@ -15,6 +15,8 @@ from hrnet_mm import HRNetV2
 from hrnet_mm.weights import (CheckpointError, UnsafeCheckpointError, load_checkpoint_file,
                               load_pretrained)
 
+V2P32 = dict(type='v2p', out_channels=32)
+
 
 def _one_line(exc_info):
     text = str(exc_info.value)
@@ -25,7 +27,7 @@ def _one_line(exc_info):
 @pytest.fixture(scope='module')
 def small_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp('ckpt') / 'small.pth'
-    model = randomize(HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32))
+    model = randomize(HRNetV2(arch='w18_small_v1', representation=V2P32))
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in model.state_dict().items()},
                 'meta': {'epoch': 3}}, path)
     return path, model
@@ -37,7 +39,7 @@ def test_report_names_missing_and_unexpected_keys(small_ckpt):
     report = load_pretrained(model, str(path))
     # v1 has no pyramid and fuses only into branch 0 at the end
     assert report.missing == []
-    assert 'pyramid.reduction_conv.conv.weight' in report.unexpected
+    assert 'head.reduction_conv.conv.weight' in report.unexpected
     assert 'stage4.0.fuse_layers.1.0.0.0.weight' in report.unexpected
     assert report.layout == 'hrnet_mm'
     assert 'unexpected (not in the model): ' in report.summary()
@@ -50,7 +52,7 @@ def test_strict_mode_fails_on_missing_keys(tmp_path, small_ckpt):
     state = load_checkpoint_file(str(path))['state_dict']
     del state['backbone.stage2.0.branches.0.0.conv1.weight']
     torch.save(state, tmp_path / 'partial.pth')
-    model = HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32,
+    model = HRNetV2(arch='w18_small_v1', representation=V2P32,
                     init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'partial.pth'),
                                   prefix='backbone.', strict=True))
     with pytest.raises(CheckpointError) as e:
@@ -58,14 +60,14 @@ def test_strict_mode_fails_on_missing_keys(tmp_path, small_ckpt):
     assert 'strict load failed: layout hrnet_mm; 1 missing in the checkpoint: ' \
            'stage2.0.branches.0.0.conv1.weight' in _one_line(e)
     # non-strict: loads the rest and reports the name
-    report = load_pretrained(HRNetV2(arch='w18_small_v1', representation='v2p',
-                                     out_channels=32), str(tmp_path / 'partial.pth'))
+    report = load_pretrained(HRNetV2(arch='w18_small_v1', representation=V2P32),
+                             str(tmp_path / 'partial.pth'))
     assert report.missing == ['stage2.0.branches.0.0.conv1.weight']
 
 
 def test_init_cfg_pretrained_loads_strictly_when_everything_fits(small_ckpt):
     path, src = small_ckpt
-    model = HRNetV2(arch='w18_small_v1', representation='v2p', out_channels=32,
+    model = HRNetV2(arch='w18_small_v1', representation=V2P32,
                     zero_init_residual=True,
                     init_cfg=dict(type='Pretrained', checkpoint=str(path), prefix='backbone.',
                                   strict=True))

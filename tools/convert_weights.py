@@ -52,8 +52,8 @@ def main(argv=None) -> int:
     if conv.unmapped:
         print(f'  could not map {len(conv.unmapped)} keys (left out): {", ".join(conv.unmapped)}')
     if args.arch:
-        kwargs = dict(arch=args.arch, representation=args.representation,
-                      **head_kwargs(state, args.representation))
+        kwargs = dict(arch=args.arch, representation=dict(
+            type=args.representation, **head_kwargs(state, args.representation)))
         try:
             load_converted(HRNetV2(**kwargs), conv, args.src, strict=True)
         except CheckpointError as e:

@@ -7,9 +7,7 @@ model = dict(
         _delete_=True,
         type='HRNetV2',
         arch='w40',
-        representation='v2p',  # the V2+p pyramid replaces the FPN neck
-        out_channels=256,
-        num_outs=5,
+        representation=dict(type='v2p', out_channels=256, num_outs=5),  # replaces the FPN
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://msra/hrnetv2_w40')),
     neck=None)

@@ -8,7 +8,5 @@ model = dict(
         _delete_=True,
         type='HRNetV2',
         arch='w18_small_v1',
-        representation='v2p',
-        out_channels=256,
-        num_outs=5),
+        representation=dict(type='v2p', out_channels=256, num_outs=5)),
     neck=None)

@@ -5,7 +5,7 @@ parameter-free layers differ (``nn.Identity`` stands where those use ``None``, a
 upsampling is a resize to the exact target size rather than an ``nn.Upsample`` by a fixed
 factor, so that odd input sizes work).
 """
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -13,7 +13,9 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 
-from .blocks import make_res_layer
+from .arch import is_int
+from .blocks import BLOCKS, make_res_layer
+from .outputs import FeatureInfo, hrnet_strides
 
 UPSAMPLE_MODES = ('nearest', 'bilinear')
 
@@ -36,6 +38,35 @@ def _conv_norm(conv_cfg: Optional[dict], norm_cfg: dict, cin: int, cout: int, ke
     return nn.Sequential(*layers)
 
 
+def _check_module_args(block, num_blocks, in_channels, num_channels, num_outputs,
+                       upsample_mode, in_strides) -> type:
+    """The block class; a one-line error for arguments a config could get wrong."""
+    if isinstance(block, str):
+        if block not in BLOCKS:
+            raise ValueError(f'block={block!r} is not known; allowed: {list(BLOCKS)}')
+        block = BLOCKS[block]
+    elif block not in BLOCKS.values():
+        raise ValueError(f'block={block!r}: must be one of {list(BLOCKS)}')
+    lists = dict(num_blocks=num_blocks, in_channels=in_channels, num_channels=num_channels)
+    if in_strides is not None:
+        lists['in_strides'] = in_strides
+    for name, values in lists.items():
+        if not isinstance(values, (list, tuple)) or not values or not all(
+                is_int(v) and v > 0 for v in values):
+            raise ValueError(f'{name}={values!r}: must be a non-empty list of positive ints')
+    if len({len(v) for v in lists.values()}) != 1:
+        raise ValueError('one entry per branch in each of ' + ', '.join(
+            f'{k}={list(v)}' for k, v in lists.items()))
+    if num_outputs is not None and (not is_int(num_outputs) or
+                                    not 1 <= num_outputs <= len(num_channels)):
+        raise ValueError(f'num_outputs={num_outputs!r}: must be an int from 1 to the number of '
+                         f'branches ({len(num_channels)})')
+    if upsample_mode not in UPSAMPLE_MODES:
+        raise ValueError(f'upsample_mode={upsample_mode!r} is not known; allowed: '
+                         f'{list(UPSAMPLE_MODES)}')
+    return block
+
+
 class HRModule(nn.Module):
     """Parallel residual branches, then every output sums every input brought to its size.
 
@@ -43,33 +74,44 @@ class HRModule(nn.Module):
     is a 1x1 conv + norm, then a resize to output ``i``'s exact size; ``j < i`` is ``i - j``
     strided 3x3 conv + norm (ReLU between them). A ReLU follows each sum.
 
+    Registered as ``HRModule`` (hrnet_mm scope and mmdet/mmseg/mmpose), so a config can name
+    it: ``dict(type='HRModule', block='BASIC', num_blocks=[4, 4], in_channels=[32, 64],
+    num_channels=[32, 64])``.
+
     Args:
-        block: ``BasicBlock`` or ``Bottleneck``.
+        block: ``'BASIC'`` / ``'BOTTLENECK'`` (or the class, ``BasicBlock`` / ``Bottleneck``).
         num_blocks: Blocks per branch.
         in_channels: Input width per branch (equal to ``num_channels * block.expansion``).
         num_channels: Block width per branch.
-        num_outputs: How many of the highest-resolution outputs to compute (1 for the V1
-            representation's last module, which fuses into the stride-4 branch only).
+        num_outputs: How many of the highest-resolution outputs to compute (default all; 1
+            for the V1 representation's last module, which fuses into the stride-4 branch).
         conv_cfg, norm_cfg: mmcv layer configs.
         with_cp: Checkpoint each block and the exchange (saves memory in training).
         upsample_mode: ``'nearest'`` (official code, mmdet, mmpose) or ``'bilinear'`` (mmseg).
         align_corners: For bilinear upsampling.
+        in_strides: Stride of each branch, for :attr:`feature_info` (default 4, 8, 16, 32).
+
+    Attributes:
+        feature_info: Channels and stride of each output.
 
     Example:
-        >>> from hrnet_mm.models.blocks import BasicBlock
-        >>> m = HRModule(BasicBlock, [1, 1], [32, 64], [32, 64], num_outputs=2)
+        >>> m = HRModule('BASIC', [1, 1], [32, 64], [32, 64])
         >>> [y.shape[1:] for y in m([torch.rand(1, 32, 63, 83), torch.rand(1, 64, 32, 42)])]
         [torch.Size([32, 63, 83]), torch.Size([64, 32, 42])]
     """
 
-    def __init__(self, block: type, num_blocks: Sequence[int], in_channels: Sequence[int],
-                 num_channels: Sequence[int], num_outputs: int,
-                 conv_cfg: Optional[dict] = None, norm_cfg: Optional[dict] = None,
-                 with_cp: bool = False, upsample_mode: str = 'nearest',
-                 align_corners: bool = False) -> None:
+    def __init__(self, block: Union[str, type], num_blocks: Sequence[int],
+                 in_channels: Sequence[int], num_channels: Sequence[int],
+                 num_outputs: Optional[int] = None, conv_cfg: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None, with_cp: bool = False,
+                 upsample_mode: str = 'nearest', align_corners: bool = False,
+                 in_strides: Optional[Sequence[int]] = None) -> None:
         super().__init__()
+        block = _check_module_args(block, num_blocks, in_channels, num_channels, num_outputs,
+                                   upsample_mode, in_strides)
         norm_cfg = norm_cfg or dict(type='BN')
         self.num_branches = len(num_channels)
+        num_outputs = num_outputs or self.num_branches
         self.with_cp = with_cp
         self.upsample_mode = upsample_mode
         self.align_corners = align_corners
@@ -77,6 +119,9 @@ class HRModule(nn.Module):
             make_res_layer(block, in_channels[i], num_channels[i], num_blocks[i], conv_cfg,
                            norm_cfg, with_cp) for i in range(self.num_branches))
         self.out_channels = [c * block.expansion for c in num_channels]
+        strides = in_strides or hrnet_strides(self.num_branches)
+        self.feature_info = tuple(map(FeatureInfo, self.out_channels[:num_outputs],
+                                      strides[:num_outputs]))
         # A single branch exchanges nothing (as in the reference code: no fuse layers).
         self.fuse_layers = None
         if self.num_branches > 1:
@@ -111,23 +156,24 @@ class HRModule(nn.Module):
         outs = []
         for i, paths in enumerate(self.fuse_layers):
             size = x[i].shape[-2:]
-            # Sum in branch order, like the reference implementations, so results match them
-            # to the last bits that summation order can change. The first sum makes a new map
-            # (the first term may be an input that other outputs still read); the next ones
+            # Summed in branch order, like the reference implementations, so results match
+            # them to the last bits that summation order can change. The first sum makes a new
+            # map (the first term may be an input that other outputs still read); the rest
             # add into it in place, saving a map's allocation and a pass over memory.
-            y = None
-            for j, path in enumerate(paths):
-                z = path(x[j])
-                if j > i:
-                    z = resize_to(z, size, self.upsample_mode, self.align_corners)
-                if y is None:
-                    y = z
-                elif j == 1:
-                    y = _new_sum(y, z)
-                else:
-                    y += z
+            sizes = [None if j <= i else size for j in range(self.num_branches)]
+            y = _new_sum(self._bring(paths[0], x[0], sizes[0]),
+                         self._bring(paths[1], x[1], sizes[1]))
+            for j in range(2, self.num_branches):
+                y += self._bring(paths[j], x[j], sizes[j])
             outs.append(self.relu(_to_half_saturating(y, x[i].dtype)))
         return outs
+
+    def _bring(self, path: nn.Module, x: torch.Tensor,
+               size: Optional[Sequence[int]]) -> torch.Tensor:
+        """One term of a fusion sum: a branch's map through its path, then resized to ``size``
+        (``None``: it comes from the same or a higher resolution, already the right size)."""
+        z = path(x)
+        return z if size is None else resize_to(z, size, self.upsample_mode, self.align_corners)
 
 
 FP16_MAX = torch.finfo(torch.float16).max

@@ -1,7 +1,7 @@
 """HRNetV2: the stem, four multi-resolution stages, and the chosen representation."""
 import copy
 from logging import FileHandler
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -12,20 +12,34 @@ from mmengine.model import BaseModule, constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..weights import load_pretrained
+from ..weights.layouts import legacy_renames
 from .arch import STAGE_NAMES, get_arch, is_int
 from .blocks import BLOCKS, NamedNorms, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
-from .representations import (POOLING_TYPES, REPRESENTATIONS, V2pPyramid, classify,
-                              concat_upsampled, make_classification_layers)
+from .outputs import FeatureInfo
+from .representations import REPRESENTATIONS, Representation, build_representation
 
 STEM_CHANNELS = 64
 
 
-class FeatureInfo(NamedTuple):
-    """What one output is: its channels and its stride relative to the input (``None`` for
-    logits, which have no spatial extent)."""
-    channels: int
-    stride: Optional[int]
+#: HRNetV2 arguments of hrnet_mm 0.1 that now belong to the representation module.
+MOVED_TO_REPRESENTATION = {'out_channels': 'v2p', 'num_outs': 'v2p', 'pooling_type': 'v2p',
+                           'pyramid_stride': 'v2p', 'num_classes': 'cls'}
+
+
+def _check_moved(representation: Union[str, dict], moved: dict) -> None:
+    """A one-line error for the hrnet_mm 0.1 spelling ``HRNetV2(out_channels=...)``, saying
+    the new one; a TypeError, as Python gives, for any other unknown argument."""
+    for key, value in moved.items():
+        if key not in MOVED_TO_REPRESENTATION:
+            raise TypeError(f'HRNetV2 got an unexpected keyword argument {key!r}')
+        name = representation.get('type') if isinstance(representation, dict) else representation
+        owner = MOVED_TO_REPRESENTATION[key]
+        if name != owner:
+            raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
+                             f'not {name!r}')
+        raise ValueError(f'{key}= is an argument of the representation: write '
+                         f"representation=dict(type={owner!r}, {key}={value!r})")
 
 
 def _check_norm_cfg(norm_cfg: Optional[dict]) -> None:
@@ -55,8 +69,13 @@ class HRNetV2(NamedNorms, BaseModule):
     strides 4, 8, 16, 32 and repeatedly exchange information between them. ``representation``
     picks what :meth:`forward` returns (always a tuple); :attr:`feature_info` declares it.
 
-    The parameter names are those of mmdet/mmseg/mmpose's ``HRNet`` (and, for ``'v2p'``,
-    ``pyramid.*`` holds mmdet ``HRFPN``'s ``reduction_conv`` / ``fpn_convs``), so their
+    The representation is a module of its own (:mod:`hrnet_mm.models.representations`), kept
+    as ``head``; the same modules work as separate necks (``representation='branches'`` plus
+    ``neck=dict(type='V2pRepresentation', ...)`` computes what ``'v2p'`` does, with
+    ``backbone.head.*`` as ``neck.*``).
+
+    The parameter names are those of mmdet/mmseg/mmpose's ``HRNet`` (``head.*`` for
+    ``'v2p'`` holds mmdet ``HRFPN``'s ``reduction_conv`` / ``fpn_convs``), so their
     checkpoints load with ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
 
     Args:
@@ -66,7 +85,12 @@ class HRNetV2(NamedNorms, BaseModule):
         extra: A full stage table in the mmdet/mmseg/mmpose ``extra`` format; overrides
             ``arch``. Any branch width may change from stage to stage.
         representation: ``'branches'``, ``'v1'``, ``'v2'``, ``'v2p'`` or ``'cls'`` (ImageNet
-            logits; the official / timm classification head).
+            logits; the official / timm classification head), or a dict with that ``type``
+            and the module's own arguments, e.g. ``dict(type='v2p', out_channels=256,
+            num_outs=5, pooling_type='AVG', pyramid_stride=1)`` or
+            ``dict(type='cls', num_classes=1000)``; see
+            :class:`~hrnet_mm.models.representations.V2pRepresentation` and
+            :class:`~hrnet_mm.models.representations.ClsRepresentation`.
         in_channels: Input image channels.
         conv_cfg: mmcv conv config (None: ``nn.Conv2d``).
         norm_cfg: mmcv norm config; BN (default), SyncBN and GN work.
@@ -80,12 +104,6 @@ class HRNetV2(NamedNorms, BaseModule):
         upsample_mode: How fusion brings low-resolution maps up: ``'nearest'`` (official code,
             mmdet, mmpose) or ``'bilinear'`` (mmseg). Always to the exact target size.
         align_corners: For bilinear resizing in fusion and in the V2 concatenation.
-        out_channels: ``'v2p'`` only: width of each pyramid level (default 256).
-        num_outs: ``'v2p'`` only: number of pyramid levels (default 5: strides 4 ... 64).
-        pooling_type: ``'v2p'`` only: ``'AVG'`` (default) or ``'MAX'``.
-        pyramid_stride: ``'v2p'`` only: stride of the pyramid's 3x3 convs (default 1; 2 for
-            FCOS, whose levels are at strides 8 ... 128), mmdet HRFPN's ``stride``.
-        num_classes: ``'cls'`` only: classifier outputs (default 1000).
         channels_last: Keep weights and activations in ``torch.channels_last`` (NHWC) memory
             format, which oneDNN (CPU) and cuDNN (GPU) convolutions run faster; the input is
             converted in :meth:`forward`. Same outputs (within float rounding).
@@ -103,12 +121,14 @@ class HRNetV2(NamedNorms, BaseModule):
 FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         >>> HRNetV2(arch='w18', representation='v2')(torch.rand(1, 3, 64, 64))[0].shape
         torch.Size([1, 270, 16, 16])
+        >>> HRNetV2(arch='w18', representation=dict(type='v2p', num_outs=3)).out_strides
+        (4, 8, 16)
     """
 
     def __init__(self,
                  arch: str = 'w32',
                  extra: Optional[dict] = None,
-                 representation: str = 'branches',
+                 representation: Union[str, dict] = 'branches',
                  in_channels: int = 3,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None,
@@ -118,14 +138,11 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  zero_init_residual: bool = False,
                  upsample_mode: str = 'nearest',
                  align_corners: bool = False,
-                 out_channels: Optional[int] = None,
-                 num_outs: Optional[int] = None,
-                 pooling_type: Optional[str] = None,
-                 pyramid_stride: Optional[int] = None,
-                 num_classes: Optional[int] = None,
                  channels_last: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
-                 pretrained: Optional[str] = None) -> None:
+                 pretrained: Optional[str] = None,
+                 **moved) -> None:
+        _check_moved(representation, moved)
         if pretrained is not None:
             # mmseg's EncoderDecoder passes a model-level ``pretrained=`` down to the backbone.
             if init_cfg is not None:
@@ -141,12 +158,19 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             raise ValueError(f'arch={arch!r}: must be a name (a str), one of the stage tables '
                              "such as 'w32', or give extra= with a custom table")
         self.arch = get_arch(arch, extra)
-        head_args = dict(out_channels=out_channels, num_outs=num_outs,
-                         pooling_type=pooling_type, pyramid_stride=pyramid_stride,
-                         num_classes=num_classes)
-        self._check_args(representation, in_channels, frozen_stages, upsample_mode, head_args)
+        self._check_args(in_channels, frozen_stages, upsample_mode)
         _check_norm_cfg(norm_cfg)
-        self.representation = representation
+        name = representation.get('type') if isinstance(representation, dict) else representation
+        head_cls = REPRESENTATIONS.get(name) if isinstance(name, str) else None
+        if head_cls is None:
+            raise ValueError(f'representation={representation!r} is not known; allowed: '
+                             f"{list(REPRESENTATIONS)} (or a dict with one as 'type')")
+        if self.arch['stage4'].get('multiscale_output', True) is False and \
+                head_cls.inputs_used != 1:
+            raise ValueError('extra.stage4.multiscale_output=False computes only the stride-4 '
+                             f"output: use representation='v1', not {name!r}")
+        #: The representation's name (``'v2p'``); the module is :attr:`head`.
+        self.representation: str = name
         self.in_channels = in_channels
         self.conv_cfg = copy.deepcopy(conv_cfg)
         self.norm_cfg = copy.deepcopy(norm_cfg) if norm_cfg else dict(type='BN')
@@ -158,23 +182,21 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         self.align_corners = align_corners
 
         self._build_stem(in_channels)
-        branch_channels = self._build_stages()
-        self.feature_info = self._build_representation(branch_channels, **head_args)
+        branch_channels = self._build_stages(head_cls.inputs_used)
+        self.head: Representation = build_representation(
+            representation, branch_channels, conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
+            with_cp=self.with_cp, align_corners=self.align_corners)
+        self.feature_info: Tuple[FeatureInfo, ...] = self.head.feature_info
         self._freeze_stages()
+        # hrnet_mm 0.1 kept the head's parameters elsewhere (pyramid.*, or the official
+        # classification names at the top level): its checkpoints load through any path.
+        self._register_load_state_dict_pre_hook(self._upgrade_legacy_keys)
         self.channels_last = channels_last
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ building
-    # The arguments that only one representation takes.
-    HEAD_ARGS = {'out_channels': 'v2p', 'num_outs': 'v2p', 'pooling_type': 'v2p',
-                 'pyramid_stride': 'v2p', 'num_classes': 'cls'}
-
-    def _check_args(self, representation: str, in_channels: int, frozen_stages: int,
-                    upsample_mode: str, head_args: dict) -> None:
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f'representation={representation!r} is not known; allowed: '
-                             f'{list(REPRESENTATIONS)}')
+    def _check_args(self, in_channels: int, frozen_stages: int, upsample_mode: str) -> None:
         if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f'in_channels={in_channels!r}: must be a positive int')
         if not is_int(frozen_stages) or frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
@@ -183,21 +205,6 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         if upsample_mode not in UPSAMPLE_MODES:
             raise ValueError(f'upsample_mode={upsample_mode!r} is not known; allowed: '
                              f'{list(UPSAMPLE_MODES)}')
-        if self.arch['stage4'].get('multiscale_output', True) is False and representation != 'v1':
-            raise ValueError('extra.stage4.multiscale_output=False computes only the stride-4 '
-                             f"output: use representation='v1', not {representation!r}")
-        for key, value in head_args.items():
-            owner = self.HEAD_ARGS[key]
-            if value is not None and representation != owner:
-                raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
-                                 f'not {representation!r}')
-            if key != 'pooling_type' and value is not None and (
-                    not is_int(value) or value < 1):
-                raise ValueError(f'{key}={value!r}: must be a positive int')
-        pooling_type = head_args['pooling_type']
-        if pooling_type is not None and pooling_type not in POOLING_TYPES:
-            raise ValueError(f'pooling_type={pooling_type!r} is not known; allowed: '
-                             f'{list(POOLING_TYPES)}')
 
     def _build_stem(self, in_channels: int) -> None:
         """Two strided 3x3 convs to stride 4 (``conv1``, ``bn1``, ``conv2``, ``bn2``)."""
@@ -209,8 +216,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         self._add_norm(2, STEM_CHANNELS, self.norm_cfg)
         self.relu = nn.ReLU(inplace=True)
 
-    def _build_stages(self) -> List[int]:
-        """``layer1``, then ``transition{k-1}`` and ``stage{k}`` for k = 2, 3, 4."""
+    def _build_stages(self, last_outputs: Optional[int]) -> List[int]:
+        """``layer1``, then ``transition{k-1}`` and ``stage{k}`` for k = 2, 3, 4; the last
+        exchange computes only ``last_outputs`` maps (None: all) when the head reads no more."""
         stage1 = self.arch['stage1']
         block = BLOCKS[stage1['block']]
         self.layer1 = make_res_layer(block, STEM_CHANNELS, stage1['num_channels'][0],
@@ -226,8 +234,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             modules = []
             for m in range(cfg['num_modules']):
                 is_last = name == STAGE_NAMES[-1] and m == cfg['num_modules'] - 1
-                # V1 keeps only the stride-4 output: the last exchange computes just that.
-                num_outputs = 1 if is_last and self.representation == 'v1' else len(cur)
+                num_outputs = last_outputs if is_last and last_outputs else len(cur)
                 modules.append(
                     HRModule(block, cfg['num_blocks'], cur, cfg['num_channels'], num_outputs,
                              conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
@@ -236,33 +243,6 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
             self.add_module(name, nn.Sequential(*modules))
             channels = cur
         return channels
-
-    def _build_representation(self, channels: List[int], out_channels: Optional[int],
-                              num_outs: Optional[int], pooling_type: Optional[str],
-                              pyramid_stride: Optional[int],
-                              num_classes: Optional[int]) -> Tuple[FeatureInfo, ...]:
-        strides = [4 * 2**i for i in range(len(channels))]
-        if self.representation == 'branches':
-            return tuple(FeatureInfo(c, s) for c, s in zip(channels, strides))
-        if self.representation == 'v1':
-            return (FeatureInfo(channels[0], 4), )
-        if self.representation == 'v2':
-            return (FeatureInfo(sum(channels), 4), )
-        if self.representation == 'cls':
-            num_classes = num_classes or 1000
-            # Official names at the top level, so official / timm ImageNet weights load as-is.
-            for name, module in make_classification_layers(channels, num_classes, self.conv_cfg,
-                                                           self.norm_cfg).items():
-                self.add_module(name, module)
-            return (FeatureInfo(num_classes, None), )
-        out_channels = out_channels or 256
-        num_outs = num_outs or 5
-        pyramid_stride = pyramid_stride or 1
-        self.pyramid = V2pPyramid(sum(channels), out_channels, num_outs, pooling_type or 'AVG',
-                                  conv_stride=pyramid_stride, conv_cfg=self.conv_cfg,
-                                  with_cp=self.with_cp)
-        return tuple(FeatureInfo(out_channels, 4 * pyramid_stride * 2**i)
-                     for i in range(num_outs))
 
     # ------------------------------------------------------------------ properties
     @property
@@ -302,21 +282,17 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         for k in range(1, len(STAGE_NAMES)):
             feats = apply_transition(getattr(self, f'transition{k}'), feats)
             feats = getattr(self, STAGE_NAMES[k])(feats)
-        if self.representation == 'branches':
-            return tuple(feats)
-        if self.representation == 'v1':
-            return (feats[0], )
-        if self.representation == 'cls':
-            return (classify(feats, self.incre_modules, self.downsamp_modules, self.final_layer,
-                             self.classifier), )
-        v2 = concat_upsampled(feats, self.align_corners)
-        if self.representation == 'v2':
-            return (v2, )
-        return self.pyramid(v2)
+        return self.head(feats)
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.norm1(self.conv1(x)))
         return self.relu(self.norm2(self.conv2(x)))
+
+    def _upgrade_legacy_keys(self, state_dict: Dict[str, torch.Tensor], prefix: str,
+                             *args) -> None:
+        """(``load_state_dict`` pre-hook) Rename hrnet_mm 0.1 keys of :attr:`head`, in place."""
+        for old, new in legacy_renames(state_dict, self.head.legacy_keys, prefix).items():
+            state_dict[new] = state_dict.pop(old)
 
     # ------------------------------------------------------------------ training state
     def _frozen_modules(self) -> List[nn.Module]:

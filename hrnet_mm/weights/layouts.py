@@ -1,11 +1,15 @@
 """Key layouts of published HRNet checkpoints, and their conversion to hrnet_mm's.
 
 Pure functions on state dicts (no I/O). hrnet_mm's layout is the OpenMMLab full-model one:
-the backbone under ``backbone.`` (HRNetV2's own names: the mmdet/mmseg/mmpose trunk,
-``pyramid.*`` for V2+p, the official ``incre_modules`` / ``downsamp_modules`` /
-``final_layer`` / ``classifier`` for ``'cls'``), and heads under the names of the library
-heads hrnet_mm's configs use (mmseg ``decode_head.*``, mmpose ``head.*``, mmdet
-``rpn_head.*`` / ``roi_head.*`` / ``bbox_head.*``).
+the backbone under ``backbone.`` (HRNetV2's own names: the mmdet/mmseg/mmpose trunk, and its
+representation module under ``head.``: mmdet ``HRFPN``'s ``reduction_conv`` / ``fpn_convs``
+for V2+p, the official ``incre_modules`` / ``downsamp_modules`` / ``final_layer`` /
+``classifier`` for ``'cls'``), and heads under the names of the library heads hrnet_mm's
+configs use (mmseg ``decode_head.*``, mmpose ``head.*``, mmdet ``rpn_head.*`` /
+``roi_head.*`` / ``bbox_head.*``).
+
+hrnet_mm 0.1 kept the V2+p pyramid under ``pyramid.`` and the classification layers at the
+backbone's top level; :func:`legacy_renames` maps them (HRNetV2 applies it on every load).
 
 Example:
     >>> sd = {'conv1.weight': torch.zeros(64, 3, 3, 3), 'layer1.0.conv1.weight': ...,
@@ -101,9 +105,15 @@ def _from_backbone(sd: StateDict) -> Conversion:
     return Conversion({f'backbone.{k}': v for k, v in sd.items()}, 'backbone')
 
 
+CLS_LAYERS = ('incre_modules', 'downsamp_modules', 'final_layer', 'classifier')
+
+
 def _from_official_cls(sd: StateDict) -> Conversion:
-    # hrnet_mm's 'cls' representation uses the official names: only the prefix changes.
-    return Conversion({f'backbone.{k}': v for k, v in sd.items()}, 'official_cls')
+    # hrnet_mm's 'cls' representation uses the official names, under its head.
+    return Conversion({f'backbone.head.{k}' if k.split('.')[0] in CLS_LAYERS else
+                       f'backbone.{k}': v for k, v in sd.items()}, 'official_cls',
+                      notes=['incre_modules / downsamp_modules / final_layer / classifier -> '
+                             "backbone.head.* (representation='cls')"])
 
 
 def _from_official_pose(sd: StateDict) -> Conversion:
@@ -159,8 +169,8 @@ def _from_official_seg(sd: StateDict) -> Conversion:
 def _from_mmdet(sd: StateDict) -> Conversion:
     out = {}
     for k, v in sd.items():
-        out[f'backbone.pyramid.{k[5:]}' if k.startswith('neck.') else k] = v
-    return Conversion(out, 'mmdet', notes=['neck (HRFPN) -> backbone.pyramid (representation '
+        out[f'backbone.head.{k[5:]}' if k.startswith('neck.') else k] = v
+    return Conversion(out, 'mmdet', notes=['neck (HRFPN) -> backbone.head (representation '
                                            "'v2p', neck=None)"])
 
 
@@ -178,12 +188,12 @@ def _from_mmpretrain(sd: StateDict) -> Conversion:
         if k.startswith('backbone.'):
             out[k] = v
         elif k == 'head.fc.weight' or k == 'head.fc.bias':
-            out[f'backbone.classifier.{k.rsplit(".", 1)[1]}'] = v
+            out[f'backbone.head.classifier.{k.rsplit(".", 1)[1]}'] = v
         elif not k.startswith('neck.0.'):
             unmapped.append(k)
     for k, v in neck.items():
         if k.startswith('increase_layers.'):
-            out[f'backbone.incre_modules.{k[len("increase_layers."):]}'] = v
+            out[f'backbone.head.incre_modules.{k[len("increase_layers."):]}'] = v
     # ConvModule(conv without bias, BN) -> official Sequential(conv with bias, BN, ReLU):
     # the missing bias is zero.
     for src, dst in [(f'downsample_layers.{i}', f'downsamp_modules.{i}')
@@ -191,14 +201,15 @@ def _from_mmpretrain(sd: StateDict) -> Conversion:
         if f'{src}.conv.weight' not in neck:
             continue
         weight = neck[f'{src}.conv.weight']
-        out[f'backbone.{dst}.0.weight'] = weight
-        out[f'backbone.{dst}.0.bias'] = weight.new_zeros(weight.shape[0])
-        out.update({f'backbone.{dst}.1.{k}': v for k, v in _strip(neck, f'{src}.bn.').items()})
+        out[f'backbone.head.{dst}.0.weight'] = weight
+        out[f'backbone.head.{dst}.0.bias'] = weight.new_zeros(weight.shape[0])
+        out.update({f'backbone.head.{dst}.1.{k}': v
+                    for k, v in _strip(neck, f'{src}.bn.').items()})
     known = {k for k in neck if k.startswith(('increase_layers.', 'downsample_layers.',
                                               'final_layer.'))}
     unmapped += [f'neck.0.{k}' for k in neck if k not in known]
     return Conversion(out, 'mmpretrain', unmapped,
-                      ['neck.0 (HRFuseScales) + head.fc -> backbone incre_modules / '
+                      ['neck.0 (HRFuseScales) + head.fc -> backbone.head incre_modules / '
                        "downsamp_modules / final_layer / classifier (representation='cls')"])
 
 
@@ -248,13 +259,34 @@ def branch_widths(sd: Mapping[str, Tensor], prefix: str = '') -> Tuple[int, ...]
 
 def head_kwargs(sd: Mapping[str, Tensor], representation: str,
                 prefix: str = 'backbone.') -> Dict[str, int]:
-    """The HRNetV2 head arguments a converted checkpoint implies (pyramid width and levels,
-    number of classes), so a model can be built to fit it."""
-    if representation == 'v2p' and f'{prefix}pyramid.reduction_conv.conv.weight' in sd:
-        levels = {k.split('.')[len(prefix.split('.')) + 1] for k in sd
-                  if k.startswith(f'{prefix}pyramid.fpn_convs.')}
-        return dict(out_channels=int(sd[f'{prefix}pyramid.reduction_conv.conv.weight'].shape[0]),
+    """The representation arguments a converted checkpoint implies (pyramid width and levels,
+    number of classes), so a model can be built to fit it:
+    ``HRNetV2(representation=dict(type=representation, **head_kwargs(sd, representation)))``."""
+    head = f'{prefix}head.'
+    if representation == 'v2p' and f'{head}reduction_conv.conv.weight' in sd:
+        levels = {k.split('.')[len(head.split('.'))] for k in sd
+                  if k.startswith(f'{head}fpn_convs.')}
+        return dict(out_channels=int(sd[f'{head}reduction_conv.conv.weight'].shape[0]),
                     num_outs=len(levels))
-    if representation == 'cls' and f'{prefix}classifier.weight' in sd:
-        return dict(num_classes=int(sd[f'{prefix}classifier.weight'].shape[0]))
+    if representation == 'cls' and f'{head}classifier.weight' in sd:
+        return dict(num_classes=int(sd[f'{head}classifier.weight'].shape[0]))
     return {}
+
+
+def legacy_renames(keys, renames: Mapping[str, str], prefix: str = '') -> Dict[str, str]:
+    """``{old key: new key}`` for the keys under ``prefix`` that start with an old prefix of
+    ``renames`` (e.g. ``{'pyramid.': 'head.'}``), unless the new key is there already.
+
+    Example:
+        >>> legacy_renames(['backbone.pyramid.fpn_convs.0.conv.weight'], {'pyramid.': 'head.'},
+        ...                'backbone.')
+        {'backbone.pyramid.fpn_convs.0.conv.weight': 'backbone.head.fpn_convs.0.conv.weight'}
+    """
+    out = {}
+    for key in keys:
+        for old, new in renames.items():
+            if key.startswith(prefix + old):
+                renamed = prefix + new + key[len(prefix + old):]
+                if renamed not in keys:
+                    out[key] = renamed
+    return out

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .layouts import Conversion, branch_widths, convert_state_dict
+from .layouts import Conversion, branch_widths, convert_state_dict, legacy_renames
 from .safe_globals import allow_mmengine_checkpoints
 
 
@@ -158,6 +158,19 @@ def check_finite(state: Dict[str, torch.Tensor], source: str) -> None:
                               'the weights of a diverged run, not usable')
 
 
+def upgrade_legacy(model: nn.Module, state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """``state`` with the hrnet_mm 0.1 keys of every HRNetV2 in ``model`` renamed, as
+    HRNetV2's own load hook renames them (here for the checks that compare keys first)."""
+    state = dict(state)
+    for name, module in model.named_modules():
+        renames = getattr(getattr(module, 'head', None), 'legacy_keys', None)
+        if renames:
+            prefix = f'{name}.' if name else ''
+            for old, new in legacy_renames(state, renames, prefix).items():
+                state[new] = state.pop(old)
+    return state
+
+
 def check_fit(model: nn.Module, state: Dict[str, torch.Tensor], source: str,
               may_differ: Tuple[str, ...] = ()) -> None:
     """One-line :class:`CheckpointError` unless ``state`` fits ``model`` exactly: every model
@@ -168,6 +181,7 @@ def check_fit(model: nn.Module, state: Dict[str, torch.Tensor], source: str,
         >>> check_fit(model, torch.load('iter_200.pth')['state_dict'], 'iter_200.pth')
     """
     check_finite(state, source)
+    state = upgrade_legacy(model, state)
     own = model.state_dict()
     free = (lambda k: k.startswith(may_differ)) if may_differ else (lambda k: False)
     shaped = [k for k, v in state.items() if k in own and own[k].shape != v.shape and not free(k)]
@@ -223,6 +237,7 @@ def load_converted(model: nn.Module, conv: Conversion, source: str,
         if not state:
             raise CheckpointError(f'{source}: no keys under prefix {prefix!r} after '
                                   f'converting from layout {conv.layout!r}')
+    state = upgrade_legacy(model, state)
     check_shapes(model, state, source)
     check_finite(state, source)
     result = model.load_state_dict(state, strict=False)
