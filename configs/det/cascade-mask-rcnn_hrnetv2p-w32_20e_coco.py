@@ -1,0 +1,13 @@
+# Cascade Mask R-CNN with HRNetV2p-W32: the R-50 baseline with the backbone and neck swapped.
+# Published result (mmdet model zoo, cascade-mask-rcnn_hrnetv2p-w32_20e_coco): box AP 44.3, mask AP 38.6 on COCO.
+_base_ = './cascade-mask-rcnn_r50_fpn_20e_coco.py'
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='HRNetV2',
+        arch='w32',
+        representation=dict(type='v2p', out_channels=256, num_outs=5),  # replaces the FPN
+        norm_eval=True,
+        init_cfg=dict(type='Pretrained', checkpoint='open-mmlab://msra/hrnetv2_w32')),
+    neck=None)
