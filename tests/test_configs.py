@@ -8,6 +8,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import hrnet_mm
+from hrnet_mm.models import get_arch
 
 ROOT = Path(__file__).resolve().parents[1] / 'configs'
 LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
@@ -30,6 +31,16 @@ def test_there_is_a_config_per_paper_model():
         assert {f'faster-rcnn_hrnetv2p-{arch}_1x_coco', f'faster-rcnn_hrnetv2p-{arch}_2x_coco',
                 f'cascade-rcnn_hrnetv2p-{arch}_20e_coco'} <= names
     assert {'fcos_hrnetv2p-w18_gn-head_1x_coco', 'fcos_hrnetv2p-w32_gn-head_1x_coco'} <= names
+    for arch in ('w18', 'w32', 'w40'):  # the Mask R-CNN family of mmdet's HRNet model zoo
+        assert {f'mask-rcnn_hrnetv2p-{arch}_1x_coco', f'mask-rcnn_hrnetv2p-{arch}_2x_coco',
+                f'cascade-mask-rcnn_hrnetv2p-{arch}_20e_coco',
+                f'htc_hrnetv2p-{arch}_20e_coco'} <= names
+    assert {'centernet_hrnetv2-w18_8xb16-crop512-140e_coco',
+            'centernet_hrnetv2-w32_8xb16-crop512-140e_coco'} <= names
+    for name in [n for n in names if 'hrnetv2p' in n or 'centernet_hrnet' in n]:
+        text = (ROOT / 'det' / f'{name}.py').read_text()
+        baseline = text.split("_base_ = './")[1].split("'")[0]
+        assert (ROOT / 'det' / baseline).exists(), name
     for arch in ('w18-small-v2', 'w18', 'w48'):
         for data in ('4xb2-80k_cityscapes-512x1024', '4xb4-80k_pascal-context-59-480x480',
                      '4xb4-80k_lip-473x473'):
@@ -51,7 +62,8 @@ def test_config_builds_and_runs(path):
             from mmdet.structures import DetDataSample
             x = torch.rand(1, 3, 128, 160)
             meta = dict(img_shape=(128, 160), ori_shape=(128, 160), scale_factor=(1.0, 1.0),
-                        pad_shape=(128, 160), batch_input_shape=(128, 160))
+                        pad_shape=(128, 160), batch_input_shape=(128, 160),
+                        border=(0, 128, 0, 160))  # CenterNet's test crop: none here
             results = model.predict(x, [DetDataSample(metainfo=meta)])
             assert results[0].pred_instances.bboxes.shape[-1] == 4
         elif library == 'mmseg':
@@ -75,7 +87,20 @@ def test_detector_differs_from_its_resnet_baseline_only_in_backbone_and_neck(pat
     cfg = Config.fromfile(str(path))
     base_file = path.read_text().split("_base_ = '")[1].split("'")[0]  # './<baseline>.py'
     base = Config.fromfile(str(path.parent / base_file))
-    differs = ['backbone', 'neck'] + (['data_preprocessor'] if 'fcos' in path.stem else [])
+    centernet = path.stem.startswith('centernet')
+    differs = ['backbone', 'neck'] + (['data_preprocessor'] if 'fcos' in path.stem else []) + (
+        ['bbox_head'] if centernet else [])
     assert _model_without(cfg, *differs) == _model_without(base, *differs)
-    assert cfg.model.neck is None and base.model.neck.type == 'FPN'
+    assert base.model.neck.type == ('CTResNetNeck' if centernet else 'FPN')
+    if path.stem.endswith('_fpn'):  # the ablation's branches + FPN: the FPN sees other widths
+        assert cfg.model.backbone.representation == 'branches'
+        assert {**cfg.model.neck, 'in_channels': None} == {**base.model.neck, 'in_channels': None}
+        return
+    assert cfg.model.neck is None
+    if centernet:  # the head reads the V2 map: only its input width changes
+        head, base_head = cfg.model.bbox_head.to_dict(), base.model.bbox_head.to_dict()
+        branches = get_arch(cfg.model.backbone.arch)['stage4']['num_channels']
+        assert head.pop('in_channels') == sum(branches)
+        assert base_head.pop('in_channels') == base.model.neck.num_deconv_filters[-1]
+        assert head == base_head
     assert base.model.backbone.type == 'ResNet'

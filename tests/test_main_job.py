@@ -67,6 +67,57 @@ def test_chart_one_colour_per_model_family_in_every_panel_and_the_legend():
         mj.COLOURS['HRNet'], mj.LIGHT['HRNet'], mj.COLOURS['ResNet'], mj.LIGHT['ResNet']]
 
 
+def test_ablation_pairs_one_hrnet_with_each_representation():
+    """The paper's head comparison: the same trunk (equal state_dict keys up to the
+    representation and its head), each representation that applies to the task."""
+    from mmengine.config import Config
+    mj = _main_job()
+    assert {t: [m.family for m in mj.ABLATION[t].models] for t in mj.ABLATION} == {
+        'det': ['V2+p', 'branches + FPN'], 'seg': ['V2', 'V1'], 'pose': ['V1', 'V2']}
+    for task, t in mj.ABLATION.items():
+        backbones = [Config.fromfile(str(ROOT / m.config)).model.backbone for m in t.models]
+        assert {b.arch for b in backbones} == {'w18_small_v1'}
+        reps = [b.representation if isinstance(b.representation, str) else
+                b.representation['type'] for b in backbones]
+        assert reps == {'det': ['v2p', 'branches'], 'seg': ['v2', 'v1'],
+                        'pose': ['v1', 'v2']}[task]
+        assert (t.key, t.iters) == (mj.TASKS[task].key, mj.TASKS[task].iters)  # same schedule
+
+
+def test_ablation_chart_one_colour_per_representation():
+    mj = _main_job()
+    rows = [_row('seg', 'V2 + FCN', 'V2', [1.0], [50.0]), _row('seg', 'V1 + FCN', 'V1', [1.0],
+                                                                  [40.0]),
+            _row('pose', 'V1 heatmaps', 'V1', [0.0], [60.0]),
+            _row('pose', 'V2 heatmaps', 'V2', [0.0], [62.0])]
+    fig = mj.chart(rows, seeds=1, ablation=True)
+    from matplotlib.colors import to_hex
+    seg, pose = ([to_hex(b.get_facecolor()) for b in ax.patches] for ax in fig.axes)
+    assert seg == [mj.LIGHT['V2'], mj.COLOURS['V2'], mj.LIGHT['V1'], mj.COLOURS['V1']]
+    assert pose == [mj.LIGHT['V1'], mj.COLOURS['V1'], mj.LIGHT['V2'], mj.COLOURS['V2']]
+    assert mj.COLOURS['V1'] != mj.COLOURS['V2']
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ['V2, trained', 'V2, untrained', 'V1, trained', 'V1, untrained']
+    assert fig._suptitle.get_text().startswith('Which representation for which task')
+
+
+def test_ablation_run_writes_its_own_results(demo_dir, tmp_path):
+    work = tmp_path / 'abl'
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/main_job.py'), '--ablation', '--tasks', 'pose',
+         '--scale', '0.05', '--work-dir', str(work)], cwd=demo_dir, capture_output=True,
+        text=True, timeout=900)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    results = json.loads((work / 'results.json').read_text())
+    assert results['study'] == 'ablation'
+    v1, v2 = results['rows']
+    assert (v1['family'], v2['family']) == ('V1', 'V2')
+    assert v2['params_m'] > v1['params_m']  # V2's head reads 240 channels, V1's 16
+    md = (work / 'results.md').read_text()
+    assert md.startswith('# Main job results: representations')
+    assert 'V1 - V2, trained: ' in md and 'matched' not in md
+
+
 def test_main_job_console_seeds_and_percent(demo_dir, tmp_path):
     """Two seeds of the seg pair, very short: a quiet console, per-run logs, the spread."""
     work = tmp_path / 'mj'

@@ -4,6 +4,7 @@
     .venv/bin/python tools/main_job.py --seeds 3          # each model 3 times: mean and spread
     .venv/bin/python tools/main_job.py --scale 5          # 5x longer schedules
     .venv/bin/python tools/main_job.py --data-root data/coco --tasks det pose   # real data
+    .venv/bin/python tools/main_job.py --ablation         # which representation for which task
 
 Generates the embedded dataset (data/hrnet_mm_demo) unless --data-root is given, then for each
 task trains the demo HRNet and a ResNet of about its parameters and GFLOPs
@@ -12,6 +13,10 @@ evaluators, evaluates each before and after training, and writes a comparison (p
 the paper's input size, CPU latency, metric in percent untrained and trained) to
 <work-dir>/results.md, results.json and results.png. The console shows one progress bar and one
 result line per run; everything the libraries print goes to a log file per run (path shown).
+
+--ablation runs the paper's head comparison instead: the same HRNet-W18-Small with each
+representation that applies to the task (detection: V2+p against the four branches into an FPN;
+segmentation and pose: V1 against V2), same heads, data and schedules.
 """
 import argparse
 import json
@@ -40,7 +45,7 @@ MATCH_FACTOR = 4 / 3
 
 class Model(NamedTuple):
     name: str
-    family: str   # 'HRNet' or 'ResNet': the colour in the chart
+    family: str   # 'HRNet' or 'ResNet' (the ablation: the representation): its chart colour
     config: str
 
 
@@ -51,7 +56,7 @@ class Task(NamedTuple):
     paper_size: Tuple[int, int]
     demo_size: Tuple[int, int]
     iters: int
-    models: List[Model]       # the HRNet first, then its ResNet
+    models: List[Model]       # the HRNet first, then what it is compared with
 
     @property
     def short(self) -> str:
@@ -72,6 +77,26 @@ TASKS: Dict[str, Task] = {
     'pose': Task('coco/AP', 'keypoint AP (COCO OKS)', 100, (256, 192), (128, 96), 200, [
         Model('HRNet-W18-Small (V1)', 'HRNet', 'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'),
         Model('SimpleBaseline R-18, width 12', 'ResNet', 'configs/pose/demo_td-hm_res18-w12.py')]),
+}
+
+#: The paper's head comparison (``--ablation``): per task, the same HRNet-W18-Small with each
+#: representation that applies, the same head design, data and schedule.
+ABLATION: Dict[str, Task] = {
+    'det': TASKS['det']._replace(models=[
+        Model('HRNetV2p-W18-Small: V2+p', 'V2+p',
+              'configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py'),
+        Model('HRNet-W18-Small: branches + FPN', 'branches + FPN',
+              'configs/det/demo_faster-rcnn_hrnet-w18-small-v1_fpn.py')]),
+    'seg': TASKS['seg']._replace(models=[
+        Model('HRNetV2-W18-Small: V2 + FCN 1x1', 'V2',
+              'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'),
+        Model('HRNetV1-W18-Small: V1 + FCN 1x1', 'V1',
+              'configs/seg/demo_fcn_hrnetv1-w18-small-v1.py')]),
+    'pose': TASKS['pose']._replace(models=[
+        Model('HRNet-W18-Small: V1 + 1x1 heatmaps', 'V1',
+              'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'),
+        Model('HRNetV2-W18-Small: V2 + 1x1 heatmaps', 'V2',
+              'configs/pose/demo_td-hm_hrnetv2-w18-small-v1.py')]),
 }
 
 
@@ -132,47 +157,62 @@ def fmt(s: dict) -> str:
 
 def markdown(rows: List[dict], args, total_s: float) -> str:
     seeds = f"{args.seeds} seeds: mean ± sd (min-max)" if args.seeds > 1 else '1 seed'
-    lines = [f'# Main job results', '',
+    tasks = ABLATION if args.ablation else TASKS
+    what = ('the same HRNet with each representation (the paper\'s head comparison); sizes are '
+            'given against the first model\'s' if args.ablation else
+            f'"Matched" means params and GFLOPs both within {MATCH_FACTOR:.2f}x of the HRNet\'s')
+    lines = [f'# Main job results{": representations" if args.ablation else ""}', '',
              f'Scale {args.scale}, {seeds}, {total_s / 60:.1f} min in all, '
              f'{torch.get_num_threads()} CPU threads, torch {torch.__version__}. Metrics in '
              f'percent. GFLOPs are multiply-adds at the paper\'s input size; latency is one '
-             f'image at the demo size. "Matched" means params and GFLOPs both within '
-             f'{MATCH_FACTOR:.2f}x of the HRNet\'s.']
+             f'image at the demo size. {what}.']
     if args.cfg_options or args.data_root:
         lines += ['', f'Data: {args.data_root or "the embedded dataset"}; config overrides: '
                       f'{dict(args.cfg_options or {})}.']
     for task in dict.fromkeys(r['task'] for r in rows):
         sub = [r for r in rows if r['task'] == task]
-        t = TASKS[task]
+        t = tasks[task]
         lines += ['', f'## {task}: {t.metric} (%), {sub[0]["iters"]} iterations', '',
                   f'| model | params (M) | GFLOPs ({t.paper_size[0]}x{t.paper_size[1]}) | '
-                  f'size and compute vs the HRNet | CPU ms ({t.demo_size[0]}x{t.demo_size[1]}) | '
+                  f'size and compute vs the {"first" if args.ablation else "HRNet"} | '
+                  f'CPU ms ({t.demo_size[0]}x{t.demo_size[1]}) | '
                   f'{t.short} (%) untrained | trained | train s |',
                   '|---|---|---|---|---|---|---|---|']
         for r in sub:
             m = r.get('vs_hrnet')
+            verdict = '' if args.ablation else (
+                ': matched' if m and m['matched'] else ': NOT matched')
             vs = ('-' if m is None else f"params {m['params_ratio']:.2f}x, GFLOPs "
-                  f"{m['gflops_ratio']:.2f}x: {'matched' if m['matched'] else 'NOT matched'}")
+                  f"{m['gflops_ratio']:.2f}x{verdict}")
             lines.append(f"| {r['model']} | {r['params_m']:.2f} | {r['gflops']:.1f} | {vs} | "
                          f"{r['latency_ms']:.1f} | {fmt(r['untrained'])} | {fmt(r['trained'])} | "
                          f"{r['train_s']:.0f} |")
         if len(sub) == 2:
             diff = sub[0]['trained']['mean'] - sub[1]['trained']['mean']
             sds = [r['trained']['sd'] for r in sub]
+            a, b = (r['family'] for r in sub)
             noise = ('one seed: see docs/main_job.md for how much a result moves between seeds'
                      if sds[0] is None else
-                     f"sd between seeds {sds[0]:.1f} (HRNet) and {sds[1]:.1f} (ResNet)")
-            lines += ['', f'HRNet - ResNet, trained: {diff:+.1f} points ({noise}).']
+                     f"sd between seeds {sds[0]:.1f} ({a}) and {sds[1]:.1f} ({b})")
+            lines += ['', f'{a} - {b}, trained: {diff:+.1f} points ({noise}).']
     return '\n'.join(lines) + '\n'
 
 
-COLOURS = {'HRNet': '#1f5fa8', 'ResNet': '#d9711c'}
-LIGHT = {'HRNet': '#a9c4e6', 'ResNet': '#f3c9a3'}
+#: A colour per model family (trained bars), and its light shade (untrained bars).
+COLOURS = {'HRNet': '#1f5fa8', 'ResNet': '#d9711c', 'V1': '#2e8b57', 'V2': '#1f5fa8',
+           'V2+p': '#7b3fa0', 'branches + FPN': '#8c8c8c'}
+LIGHT = {'HRNet': '#a9c4e6', 'ResNet': '#f3c9a3', 'V1': '#a8d8bb', 'V2': '#a9c4e6',
+         'V2+p': '#d2b6e3', 'branches + FPN': '#d4d4d4'}
+LABELS = {'ResNet': 'ResNet (size-matched)'}
+TITLES = {False: 'HRNet vs a ResNet of about its size and compute',
+          True: 'Which representation for which task: HRNet-W18-Small with each'}
 
 
-def chart(rows: List[dict], seeds: int):
-    """The figure: a panel per task; each model one colour (HRNet blue, ResNet orange) in every
-    panel and in the legend; untrained light and hatched, trained solid; values on the bars."""
+def chart(rows: List[dict], seeds: int, ablation: bool = False):
+    """The figure: a panel per task; each model family one colour (HRNet blue, ResNet orange;
+    in the ablation one per representation) in every panel and in the legend; untrained light
+    and hatched, trained solid; values on the bars."""
+    tasks_table = ABLATION if ablation else TASKS
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -195,27 +235,28 @@ def chart(rows: List[dict], seeds: int):
         ax.set_xticks(range(len(sub)))
         ax.set_xticklabels([r['model'].replace(', ', ',\n').replace(' + ', '\n+ ')
                             for r in sub], fontsize=8)
-        ax.set_title(f'{task}: {TASKS[task].short}', fontsize=10)
-        ax.set_ylabel(f"{TASKS[task].metric} (%)", fontsize=8)
+        ax.set_title(f'{task}: {tasks_table[task].short}', fontsize=10)
+        ax.set_ylabel(f"{tasks_table[task].metric} (%)", fontsize=8)
         top = max(s['mean'] + (s['sd'] or 0) for r in sub for s in (r['trained'], r['untrained']))
         ax.set_ylim(0, top * 1.15 + 1)
-    handles = [Patch(facecolor=COLOURS['HRNet'], label='HRNet, trained'),
-               Patch(facecolor=LIGHT['HRNet'], edgecolor=COLOURS['HRNet'], hatch='//',
-                     label='HRNet, untrained'),
-               Patch(facecolor=COLOURS['ResNet'], label='ResNet (size-matched), trained'),
-               Patch(facecolor=LIGHT['ResNet'], edgecolor=COLOURS['ResNet'], hatch='//',
-                     label='ResNet (size-matched), untrained')]
-    fig.legend(handles=handles, loc='lower center', ncol=4, fontsize=8, frameon=False)
+    handles = []
+    for family in dict.fromkeys(r['family'] for r in rows):
+        label = LABELS.get(family, family)
+        handles += [Patch(facecolor=COLOURS[family], label=f'{label}, trained'),
+                    Patch(facecolor=LIGHT[family], edgecolor=COLOURS[family], hatch='//',
+                          label=f'{label}, untrained')]
+    fig.legend(handles=handles, loc='lower center', ncol=min(4, len(handles)), fontsize=8,
+               frameon=False)
     runs = f'mean of {seeds} seeds, bars: sd' if seeds > 1 else 'one seed'
-    fig.suptitle(f'HRNet vs a ResNet of about its size and compute, embedded dataset, short '
-                 f'CPU schedules ({runs})', fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.suptitle(f'{TITLES[ablation]}, embedded dataset, short CPU schedules ({runs})',
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 * ((len(handles) + 3) // 4), 1, 1))
     return fig
 
 
-def write_chart(rows: List[dict], path: str, seeds: int) -> None:
+def write_chart(rows: List[dict], path: str, seeds: int, ablation: bool = False) -> None:
     import matplotlib.pyplot as plt
-    fig = chart(rows, seeds)
+    fig = chart(rows, seeds, ablation)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -263,7 +304,10 @@ def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dic
 
 def parse_args(argv: Optional[List[str]]):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--work-dir', default='work_dirs/main_job')
+    p.add_argument('--work-dir', help='default work_dirs/main_job (--ablation: '
+                   'work_dirs/main_job_ablation)')
+    p.add_argument('--ablation', action='store_true',
+                   help="the paper's head comparison: each task with each representation")
     p.add_argument('--scale', type=float, default=1.0, help='multiply every schedule')
     p.add_argument('--seeds', type=int, default=1,
                    help='run each model this many times (seeds 0..N-1): mean and spread')
@@ -277,6 +321,8 @@ def parse_args(argv: Optional[List[str]]):
     args = p.parse_args(argv)
     if args.seeds < 1 or args.scale <= 0:
         p.error('--seeds must be at least 1 and --scale positive')
+    args.work_dir = args.work_dir or (
+        'work_dirs/main_job_ablation' if args.ablation else 'work_dirs/main_job')
     return args
 
 
@@ -288,12 +334,13 @@ def main(argv=None) -> int:
     data = 'data/hrnet_mm_demo'
     if not args.data_root and not osp.exists(osp.join(data, 'annotations/instances_val.json')):
         print(f'generating the embedded dataset in {data}: {generate(data)}', flush=True)
-    rows, steps = [], sum(len(TASKS[t].models) for t in args.tasks)
+    tasks = ABLATION if args.ablation else TASKS
+    rows, steps = [], sum(len(tasks[t].models) for t in args.tasks)
     for task in args.tasks:
-        t = TASKS[task]
-        for model in t.models:
+        t = tasks[task]
+        for i, model in enumerate(t.models):
             row = run_model(task, t, model, args, f'[{len(rows) + 1}/{steps}]', console)
-            if model.family != 'HRNet':
+            if i:  # sizes against the task's first model (the HRNet, or the paper's head)
                 row['vs_hrnet'] = matched(row, rows[-1])
             rows.append(row)
     total = time.time() - start
@@ -301,10 +348,11 @@ def main(argv=None) -> int:
     with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
         f.write(md)
     with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(scale=args.scale, seeds=args.seeds, seconds=total, unit='%',
+        json.dump(dict(study='ablation' if args.ablation else 'main', scale=args.scale,
+                       seeds=args.seeds, seconds=total, unit='%',
                        data_root=args.data_root, cfg_options=dict(args.cfg_options or {}),
                        match_factor=MATCH_FACTOR, rows=rows), f, indent=2)
-    write_chart(rows, osp.join(args.work_dir, 'results.png'), args.seeds)
+    write_chart(rows, osp.join(args.work_dir, 'results.png'), args.seeds, args.ablation)
     print('\n' + md)
     print(f'written: {args.work_dir}/results.md, results.json, results.png '
           f'({total / 60:.1f} min)')
