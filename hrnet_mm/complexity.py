@@ -79,13 +79,13 @@ def count(model: nn.Module, inputs: Any,
     return Complexity(params, sum(macs.values()) / 1e9, {k: v / 1e9 for k, v in macs.items()})
 
 
-LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose', 'cls': 'mmpretrain'}
 
 
 def build_from_config(path: str):
     """Build a config's model through its library; returns ``(model, forward, task, arch)``,
     where ``forward(model, images)`` runs the whole model (the library's 'tensor' mode) and
-    ``task`` is the folder the config sits in (``det``, ``seg`` or ``pose``) and ``arch`` the key
+    ``task`` is the folder the config sits in (``det``, ``seg``, ``pose`` or ``cls``) and ``arch`` the key
     of :data:`PAPER` (``'w32'``, ``'resnet50'``; None for other backbones)."""
     import importlib
     import os.path as osp
@@ -96,8 +96,8 @@ def build_from_config(path: str):
     task = osp.basename(osp.dirname(osp.abspath(path)))
     library = LIBRARIES.get(task)
     if library is None:
-        raise ValueError(f'{path}: put under configs/det, configs/seg or configs/pose, so the '
-                         'library is known')
+        raise ValueError(f'{path}: put under configs/det, configs/seg, configs/pose or '
+                         'configs/cls, so the library is known')
     with DefaultScope.overwrite_default_scope(library):
         model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
     if library == 'mmdet':

@@ -1,9 +1,9 @@
 """The ``hrnet_mm`` registry scope, and registration into the OpenMMLab libraries installed.
 
 ``MODELS`` here is a child of mmengine's root registry under the ``hrnet_mm`` scope, so
-``MODELS.build(dict(type='hrnet_mm.HRNetV2', ...))`` works from any scope. The same class is
-also registered into the MODELS registry of each of mmdet, mmseg and mmpose that is
-installed, so ``type='HRNetV2'`` works in their configs. One class, many registries.
+``MODELS.build(dict(type='hrnet_mm.HRNetV2', ...))`` works from any scope. The same classes
+are also registered into the MODELS registry of each of mmdet, mmseg, mmpose and mmpretrain
+that is installed, so ``type='HRNetV2'`` works in their configs. One class, many registries.
 """
 import importlib
 import warnings
@@ -16,7 +16,7 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='hrnet_mm',
                   locations=['hrnet_mm.models'])
 
 #: The libraries whose ``<library>.registry.MODELS`` receive hrnet_mm's models.
-LIBRARIES = ('mmdet', 'mmseg', 'mmpose')
+LIBRARIES = ('mmdet', 'mmseg', 'mmpose', 'mmpretrain')
 
 
 def register_into_libraries(modules: dict, libraries: Iterable[str] = LIBRARIES) -> List[str]:

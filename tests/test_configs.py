@@ -11,7 +11,7 @@ import hrnet_mm
 from hrnet_mm.models import get_arch
 
 ROOT = Path(__file__).resolve().parents[1] / 'configs'
-LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose'}
+LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose', 'cls': 'mmpretrain'}
 # configs/_base_ and configs/_demo_ hold pieces that full configs inherit, not configs
 CONFIGS = sorted(p for p in ROOT.rglob('*.py') if not {'_base_', '_demo_'} & set(p.parts))
 
@@ -46,6 +46,9 @@ def test_there_is_a_config_per_paper_model():
                      '4xb4-80k_lip-473x473'):
             assert f'fcn_hrnetv2-{arch}_{data}' in names
     assert len([n for n in names if n.startswith('td-hm_hrnetv1')]) == 4
+    assert {f'hrnet-{w}-c_4xb32_in1k' for w in ('w18', 'w30', 'w32', 'w40', 'w44', 'w48',
+                                                 'w64')} <= names
+    assert {f'resnet{d}_8xb32_in1k' for d in (50, 101, 152)} <= names
     assert len([n for n in names if n.startswith('td-hm_res')]) == 6
 
 
@@ -71,6 +74,10 @@ def test_config_builds_and_runs(path):
             assert logits.shape[:2] == (1, cfg.model.decode_head.num_classes)
             stride = 4 if 'hrnet' in path.stem else 8  # V2 at 1/4; dilated ResNet-D8 at 1/8
             assert logits.shape[2:] == (96 // stride, 128 // stride)
+        elif library == 'mmpretrain':
+            logits = model(torch.rand(1, 3, 64, 64), mode='tensor')
+            num_classes = 3 if path.stem.startswith('demo') else 1000
+            assert logits.shape == (1, num_classes)
         else:
             heatmaps = model(torch.rand(1, 3, 256, 192), None, mode='tensor')
             assert heatmaps.shape == (1, 17, 64, 48)

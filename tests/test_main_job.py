@@ -19,7 +19,7 @@ def _main_job():
     return module
 
 
-@pytest.mark.parametrize('task', ['det', 'seg', 'pose'])
+@pytest.mark.parametrize('task', ['det', 'seg', 'pose', 'cls'])
 def test_each_hrnet_has_a_resnet_of_its_size_and_compute(task):
     from hrnet_mm.complexity import build_from_config, count
     mj = _main_job()

@@ -25,7 +25,7 @@ SNIPPETS = _snippets()
 
 
 def test_readme_has_a_snippet_per_library():
-    assert sorted(SNIPPETS) == ['mmdet', 'mmpose', 'mmseg']
+    assert sorted(SNIPPETS) == ['mmdet', 'mmpose', 'mmpretrain', 'mmseg']
 
 
 def _build(library):
@@ -69,6 +69,16 @@ def test_mmpose_snippet_estimates_heatmaps():
     with torch.no_grad():
         heatmaps = model(torch.rand(1, 3, 256, 192), None, mode='tensor')
     assert heatmaps.shape == (1, 17, 64, 48)
+
+
+def test_mmpretrain_snippet_classifies():
+    import pytest
+    pytest.importorskip('mmpretrain')
+    cfg, model = _build('mmpretrain')
+    assert model.backbone.representation == 'cls' and cfg.model.neck is None
+    with torch.no_grad():
+        logits = model(torch.rand(2, 3, 64, 64), mode='tensor')
+    assert logits.shape == (2, 1000)
 
 
 def _part_snippets():

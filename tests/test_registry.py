@@ -17,7 +17,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_registered_into_every_installed_library():
-    assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose')
+    assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose', 'mmpretrain')
 
 
 @pytest.mark.parametrize('library', ['mmdet', 'mmseg', 'mmpose'])

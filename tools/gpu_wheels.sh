@@ -34,7 +34,7 @@ pin() {  # NAME -> NAME==VERSION from the constraints (the tested version)
 # Wheels for the GPU machine's Python (pure ones and manylinux builds).
 WHEELS=(mmengine mmdet mmsegmentation mmpose openmim model-index ordered-set addict yapf
         platformdirs termcolor terminaltables pycocotools shapely json-tricks munkres
-        prettytable wcwidth ftfy)
+        prettytable wcwidth ftfy mmpretrain einops mat4py modelindex importlib_metadata zipp)
 SPECS=()
 for name in "${WHEELS[@]}"; do SPECS+=("$(pin "$name")"); done
 # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools 81 removed.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install hrnet_mm and the pinned OpenMMLab stack into a virtual environment.
+# Install hrnet_mm and the pinned OpenMMLab stack (mmdet, mmseg, mmpose, mmpretrain) into a
+# virtual environment.
 #
 #   bash tools/install.sh            # into .venv at the repository root
 #   bash tools/install.sh /path/venv # or anywhere else (HRNET_MM_VENV works too)
@@ -138,6 +139,9 @@ fi
 step "mmpose (without chumpy)"
 "${PIP[@]}" --no-deps "mmpose==1.3.2"
 
+step "mmpretrain (classification; requirements/cls.txt)"
+"${PIP[@]}" -r "$ROOT/requirements/cls.txt"
+
 step "openmim (mim train / mim test), without openxlab"
 "${PIP[@]}" -r "$ROOT/requirements/mim.txt"
 "${PIP[@]}" --no-deps "openmim==0.3.9"
@@ -148,10 +152,12 @@ step "hrnet_mm (editable) and the test tools"
 
 step "checking the stack"
 "$PY" - <<'PYEOF'
-import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose
+import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain
 import mmcv.ops, xtcocotools.mask, pycocotools.mask, mim
 import hrnet_mm
-for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, hrnet_mm):
+assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose', 'mmpretrain'), \
+    hrnet_mm.REGISTERED_LIBRARIES
+for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain, hrnet_mm):
     print(f"  {m.__name__:12s} {m.__version__}")
 PYEOF
 step "done: activate with 'source $VENV/bin/activate'"

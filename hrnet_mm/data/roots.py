@@ -15,7 +15,10 @@ what the demo reads       COCO layout                      mmseg layout
 (``val`` likewise.) Detection takes its classes from the training annotation file's categories
 (and sets the box head's ``num_classes``); pose needs COCO's 17 person keypoints; segmentation
 takes its classes from ``classes.txt`` in the root (one name per line, in label order) when
-there is one. Other file names: ``--cfg-options`` after it.
+there is one. Classification reads the embedded layout (``cls/train.txt`` of ``file label``
+lines, images in ``cls/train/``) or ImageNet's (``train/<class>/*``, ``val/<class>/*``; the
+classes are the sorted folder names of ``train/``). Other file names: ``--cfg-options`` after
+it.
 
 Example:
     >>> cfg = Config.fromfile('configs/det/demo_faster-rcnn_hrnetv2p-w18-small-v1.py')
@@ -23,6 +26,7 @@ Example:
     'data/coco: annotations/instances_train2017.json, train2017/, ...; 80 classes'
 """
 import json
+import os
 import os.path as osp
 from typing import Iterator, List, Mapping, Optional, Tuple
 
@@ -85,6 +89,8 @@ def use_data_root(cfg, root: str) -> str:
     """
     if not osp.isdir(root):
         raise DatasetError(f'{root}: no such folder')
+    if _is_cls(cfg):
+        return _use_cls_root(cfg, root)
     found, classes, old_roots = [], None, set()
     for split, ds in _loaders(cfg):
         old_roots.add(ds['data_root'])
@@ -119,6 +125,42 @@ def use_data_root(cfg, root: str) -> str:
                          ('bbox_head', 'decode_head', 'auxiliary_head'))
     n = f'; {len(classes)} classes' if classes else ''
     return f"{root}: {', '.join(dict.fromkeys(found))}{n}"
+
+
+def _is_cls(cfg) -> bool:
+    return any(ds.get('type') == 'CustomDataset' for _, ds in _loaders(cfg))
+
+
+def _use_cls_root(cfg, root: str) -> str:
+    """Classification: the embedded layout if the root has it, else ImageNet's class folders."""
+    embedded = all(osp.isfile(osp.join(root, f'cls/{s}.txt')) for s in SPLITS)
+    classes = None
+    if not embedded:
+        missing = [s for s in SPLITS if not osp.isdir(osp.join(root, s))]
+        if missing:
+            raise DatasetError(f'{root}: neither cls/train.txt and cls/val.txt (the embedded '
+                               f'layout) nor the folders {missing} of class folders (ImageNet\'s)')
+        classes = tuple(sorted(d.name for d in os.scandir(osp.join(root, 'train'))
+                               if d.is_dir()))
+        if not classes:
+            raise DatasetError(f'{root}/train: no class folders in it')
+    for split, ds in _loaders(cfg):
+        ds['data_root'] = root
+        if not embedded:
+            ds['ann_file'] = ''  # CustomDataset then reads the class folders
+            ds['data_prefix'] = 'train' if split == 'train' else 'val'
+            ds['metainfo'] = dict(classes=classes)
+    if classes is None:
+        return f'{root}: cls/train.txt, cls/val.txt (the embedded layout)'
+    backbone, head = cfg.model.get('backbone', {}), cfg.model.get('head', {})
+    representation = backbone.get('representation')
+    if isinstance(representation, Mapping) and 'num_classes' in representation:
+        representation['num_classes'] = len(classes)
+    if isinstance(head, Mapping) and 'num_classes' in head:
+        head['num_classes'] = len(classes)
+    if isinstance(cfg.get('data_preprocessor'), Mapping):
+        cfg.data_preprocessor['num_classes'] = len(classes)
+    return f'{root}: train/, val/ (class folders); {len(classes)} classes'
 
 
 def _is_pose(cfg) -> bool:

@@ -10,6 +10,9 @@ evaluators read:
   names, skeleton and order, so COCO's keypoint evaluator applies) for mmpose's ``CocoDataset``;
 - ``masks/{split}/*.png``: semantic segmentation (0 background, 1 person, 2 box, 3 disc) for
   mmseg's ``BaseSegDataset``;
+- ``cls/{split}/*.png`` and ``cls/{split}.txt``: classification, every object cut out with
+  wide context (other objects often show too) and resized to 64x64, one ``file label`` line
+  each (labels index ``CLASSES``), for mmpretrain's ``CustomDataset``;
 - ``images/{split}/*.jpg``.
 
 Example:
@@ -119,9 +122,10 @@ def _bbox(mask: np.ndarray) -> List[float]:
 
 def _split(root: str, split: str, num: int, size: int, seed: int) -> Dict[str, int]:
     rng = np.random.RandomState(seed)
-    for sub in (f'images/{split}', f'masks/{split}', 'annotations'):
+    crop_rng = np.random.RandomState(seed + 10_000)  # its own stream: the images stay as before
+    for sub in (f'images/{split}', f'masks/{split}', 'annotations', f'cls/{split}'):
         os.makedirs(osp.join(root, sub), exist_ok=True)
-    images, instances, keypoints = [], [], []
+    images, instances, keypoints, crops = [], [], [], []
     categories = [dict(id=i + 1, name=c, supercategory=c) for i, c in enumerate(CLASSES)]
     person_category = dict(id=1, name='person', supercategory='person',
                            keypoints=list(KEYPOINTS), skeleton=SKELETON)
@@ -139,6 +143,9 @@ def _split(root: str, split: str, num: int, size: int, seed: int) -> Dict[str, i
                        category_id=CLASSES.index(cls) + 1, bbox=_bbox(obj_mask),
                        area=float(obj_mask.sum()), segmentation=rle, iscrowd=0)
             instances.append(ann)
+            crop = f'{name}_{len(crops):03d}.png'
+            cv2.imwrite(osp.join(root, f'cls/{split}', crop), _crop(canvas, ann['bbox'], crop_rng))
+            crops.append(f'{crop} {CLASSES.index(cls)}\n')
             if kpts is not None:
                 flat = []
                 for kx, ky in kpts:
@@ -150,7 +157,29 @@ def _split(root: str, split: str, num: int, size: int, seed: int) -> Dict[str, i
         json.dump(dict(images=images, annotations=instances, categories=categories), f)
     with open(osp.join(root, f'annotations/person_keypoints_{split}.json'), 'w') as f:
         json.dump(dict(images=images, annotations=keypoints, categories=[person_category]), f)
-    return dict(images=num, objects=len(instances), persons=len(keypoints))
+    with open(osp.join(root, f'cls/{split}.txt'), 'w') as f:
+        f.writelines(crops)
+    return dict(images=num, objects=len(instances), persons=len(keypoints), crops=len(crops))
+
+
+CROP_SIZE = 64
+
+
+def _crop(canvas: np.ndarray, bbox: List[float], rng: np.random.RandomState) -> np.ndarray:
+    """A square of 1.6-2.6 times the object's longer side around it (shifted at random, so the
+    object is not always centred and others often show too), resized to ``CROP_SIZE``; the
+    image's edge pads black. (With 1.3-1.8x the ResNet-18 demo reached 100% top-1: too easy to
+    compare anything.)"""
+    x, y, w, h = bbox
+    side = max(w, h) * rng.uniform(1.6, 2.6)
+    cx = x + w / 2 + rng.uniform(-0.1, 0.1) * side
+    cy = y + h / 2 + rng.uniform(-0.1, 0.1) * side
+    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+    n = int(round(side))
+    pad = n
+    padded = cv2.copyMakeBorder(canvas, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    patch = padded[y0 + pad:y0 + pad + n, x0 + pad:x0 + pad + n]
+    return cv2.resize(patch, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
 
 
 def generate(root: str = 'data/hrnet_mm_demo', num_train: int = 48, num_val: int = 16,
