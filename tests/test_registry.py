@@ -64,6 +64,7 @@ def test_missing_library_is_skipped_without_error():
         import sys, warnings
         sys.modules['mmpose'] = None      # as if mmpose were not installed
         sys.modules['mmseg'] = None
+        sys.modules['mmpretrain'] = None
         warnings.simplefilter('error')    # and nothing is even warned about
         import hrnet_mm
         print(hrnet_mm.REGISTERED_LIBRARIES)

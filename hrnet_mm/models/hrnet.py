@@ -17,7 +17,7 @@ from .arch import STAGE_NAMES, get_arch, is_int
 from .blocks import BLOCKS, NamedNorms, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
 from .outputs import FeatureInfo
-from .representations import REPRESENTATIONS, Representation, build_representation
+from .representations import Representation, build_representation, representation_class
 
 STEM_CHANNELS = 64
 
@@ -160,17 +160,13 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         self.arch = get_arch(arch, extra)
         self._check_args(in_channels, frozen_stages, upsample_mode)
         _check_norm_cfg(norm_cfg)
-        name = representation.get('type') if isinstance(representation, dict) else representation
-        head_cls = REPRESENTATIONS.get(name) if isinstance(name, str) else None
-        if head_cls is None:
-            raise ValueError(f'representation={representation!r} is not known; allowed: '
-                             f"{list(REPRESENTATIONS)} (or a dict with one as 'type')")
+        head_cls = representation_class(representation)
         if self.arch['stage4'].get('multiscale_output', True) is False and \
                 head_cls.inputs_used != 1:
             raise ValueError('extra.stage4.multiscale_output=False computes only the stride-4 '
-                             f"output: use representation='v1', not {name!r}")
+                             f"output: use representation='v1', not {head_cls.name!r}")
         #: The representation's name (``'v2p'``); the module is :attr:`head`.
-        self.representation: str = name
+        self.representation: str = head_cls.name
         self.in_channels = in_channels
         self.conv_cfg = copy.deepcopy(conv_cfg)
         self.norm_cfg = copy.deepcopy(norm_cfg) if norm_cfg else dict(type='BN')

@@ -331,6 +331,20 @@ REPRESENTATIONS: Mapping[str, type] = MappingProxyType({
                               V2pRepresentation, ClsRepresentation)})
 
 
+def representation_class(representation: Union[str, dict]) -> type:
+    """The module ``representation`` (a name, or a dict with the name as ``type``) names.
+
+    Raises:
+        ValueError: Neither a known name nor a dict with one.
+    """
+    name = representation.get('type') if isinstance(representation, dict) else representation
+    if not isinstance(name, str) or name not in REPRESENTATIONS:
+        raise ValueError(f'representation={representation!r} is not known; allowed: '
+                         f"{list(REPRESENTATIONS)} (or a dict with one as 'type', such as "
+                         "dict(type='v2p', out_channels=128))")
+    return REPRESENTATIONS[name]
+
+
 def build_representation(representation: Union[str, dict], in_channels: Sequence[int],
                          **context) -> Representation:
     """The representation module ``representation`` names, for maps of ``in_channels``.
@@ -349,19 +363,9 @@ def build_representation(representation: Union[str, dict], in_channels: Sequence
         >>> build_representation(dict(type='v2p', num_outs=2), [18, 36]).feature_info
         (FeatureInfo(channels=256, stride=4), FeatureInfo(channels=256, stride=8))
     """
-    if isinstance(representation, str):
-        spec: Dict = dict(type=representation)
-    elif isinstance(representation, dict):
-        spec = dict(representation)
-    else:
-        raise ValueError(f'representation={representation!r}: must be a name '
-                         f"({list(REPRESENTATIONS)}) or a dict such as dict(type='v2p', "
-                         'out_channels=128)')
-    name = spec.pop('type', None)
-    if name not in REPRESENTATIONS:
-        raise ValueError(f'representation={name!r} is not known; allowed: '
-                         f'{list(REPRESENTATIONS)}')
-    cls = REPRESENTATIONS[name]
+    cls = representation_class(representation)
+    spec: Dict = dict(representation) if isinstance(representation, dict) else {}
+    name = spec.pop('type', representation)
     params = inspect.signature(cls.__init__).parameters
     own = [p for p in params if p not in ('self', 'in_channels', 'in_strides', *context)]
     for key in spec:
