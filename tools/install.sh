@@ -152,9 +152,9 @@ step "hrnet_mm (editable) and the test tools"
 
 step "checking the stack"
 "$PY" - <<'PYEOF'
+import hrnet_mm  # first: it hides setuptools' pkg_resources notice, which mim would print
 import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain
 import mmcv.ops, xtcocotools.mask, pycocotools.mask, mim
-import hrnet_mm
 assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose', 'mmpretrain'), \
     hrnet_mm.REGISTERED_LIBRARIES
 for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain, hrnet_mm):

@@ -74,8 +74,8 @@ class HRModule(nn.Module):
     is a 1x1 conv + norm, then a resize to output ``i``'s exact size; ``j < i`` is ``i - j``
     strided 3x3 conv + norm (ReLU between them). A ReLU follows each sum.
 
-    Registered as ``HRModule`` (hrnet_mm scope and mmdet/mmseg/mmpose), so a config can name
-    it: ``dict(type='HRModule', block='BASIC', num_blocks=[4, 4], in_channels=[32, 64],
+    Registered as ``HRModule`` (hrnet_mm scope, mmdet, mmseg, mmpose, mmpretrain), so a config can
+    name it: ``dict(type='HRModule', block='BASIC', num_blocks=[4, 4], in_channels=[32, 64],
     num_channels=[32, 64])``.
 
     Args:
