@@ -365,7 +365,8 @@ def build_representation(representation: Union[str, dict], in_channels: Sequence
     """
     cls = representation_class(representation)
     spec: Dict = dict(representation) if isinstance(representation, dict) else {}
-    name = spec.pop('type', representation)
+    spec.pop('type', None)
+    name = cls.name
     params = inspect.signature(cls.__init__).parameters
     own = [p for p in params if p not in ('self', 'in_channels', 'in_strides', *context)]
     for key in spec:
