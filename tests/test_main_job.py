@@ -101,6 +101,16 @@ def test_ablation_chart_one_colour_per_representation():
     assert fig._suptitle.get_text().startswith('Which representation for which task')
 
 
+def test_ablation_of_classification_alone_says_there_is_nothing_to_run(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/main_job.py'), '--ablation', '--tasks', 'cls',
+         '--work-dir', str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert 'cls: left out: it has one representation, nothing to compare' in proc.stdout
+    assert proc.stderr.strip().splitlines() == ['error: no task left to run (see the notes '
+                                                'above)']
+
+
 def test_ablation_run_writes_its_own_results(demo_dir, tmp_path):
     work = tmp_path / 'abl'
     proc = subprocess.run(

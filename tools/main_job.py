@@ -356,6 +356,8 @@ def main(argv=None) -> int:
         else:
             continue
         args.tasks.remove(task)
+    if not args.tasks:
+        raise SystemExit('error: no task left to run (see the notes above)')
     rows, steps = [], sum(len(tasks[t].models) for t in args.tasks)
     for task in args.tasks:
         t = tasks[task]
