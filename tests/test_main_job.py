@@ -101,6 +101,16 @@ def test_ablation_chart_one_colour_per_representation():
     assert fig._suptitle.get_text().startswith('Which representation for which task')
 
 
+def test_chart_whisker_stops_at_zero():
+    """A spread wider than the mean (9.1 ± 12.8 measured) is not drawn below zero."""
+    mj = _main_job()
+    rows = [_row('seg', 'V1 + FCN', 'V1', [23.8, 2.4, 1.0], [22.9, 32.9, 32.4])]
+    fig = mj.chart(rows, seeds=3, ablation=True)
+    ax = fig.axes[0]
+    lows = [min(seg[0][1], seg[1][1]) for c in ax.collections for seg in c.get_segments()]
+    assert lows and min(lows) >= 0
+
+
 def test_ablation_of_classification_alone_says_there_is_nothing_to_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / 'tools/main_job.py'), '--ablation', '--tasks', 'cls',

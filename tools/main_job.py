@@ -236,7 +236,9 @@ def chart(rows: List[dict], seeds: int, ablation: bool = False):
                 colour = COLOURS[r['family']] if stage == 'trained' else LIGHT[r['family']]
                 ax.bar(x + dx, s['mean'], 0.4, color=colour, edgecolor=COLOURS[r['family']],
                        hatch='//' if stage == 'untrained' else None,
-                       yerr=s['sd'] if s['sd'] else None, capsize=3)
+                       # the whisker stops at 0: a metric is never negative
+                       yerr=[[min(s['sd'], s['mean'])], [s['sd']]] if s['sd'] else None,
+                       capsize=3)
                 # the value above the bar and its error bar, not on top of the whisker
                 ax.annotate(f"{s['mean']:.1f}", (x + dx, s['mean'] + (s['sd'] or 0)),
                             xytext=(0, 3), textcoords='offset points', ha='center',
