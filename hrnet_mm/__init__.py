@@ -1,10 +1,10 @@
-"""hrnet_mm: one HRNet implementation for mmdet, mmseg and mmpose.
+"""hrnet_mm: one HRNet implementation for mmdet, mmseg, mmpose and mmpretrain.
 
 Importing the package registers :class:`HRNetV2` and its parts (``HRModule`` and the
 representation modules, :data:`hrnet_mm.models.PARTS`) into the ``hrnet_mm`` scope and into
-the MODELS registry of each of mmdet, mmseg and mmpose that is installed (a missing library is
-skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is imported, e.g.
-through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
+the MODELS registry of each of mmdet, mmseg, mmpose and mmpretrain that is installed (a missing
+library is skipped), so ``type='HRNetV2'`` works in their configs once ``hrnet_mm`` is
+imported, e.g. through ``custom_imports=dict(imports=['hrnet_mm'], allow_failed_imports=False)``.
 """
 import warnings
 

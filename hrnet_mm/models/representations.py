@@ -36,6 +36,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 
+from ..weights.layouts import CLS_LAYERS
 from .arch import is_int
 from .blocks import Bottleneck, make_res_layer
 from .fusion import resize_to
@@ -264,7 +265,6 @@ FeatureInfo(channels=256, stride=32))
 #: Widths (before the x4 Bottleneck expansion) the classification head raises the branches to.
 CLS_HEAD_CHANNELS = (32, 64, 128, 256)
 CLS_FEATURES = 2048
-_CLS_LAYERS = ('incre_modules', 'downsamp_modules', 'final_layer', 'classifier')
 
 
 class ClsRepresentation(Representation):
@@ -287,7 +287,7 @@ class ClsRepresentation(Representation):
     """
 
     name = 'cls'
-    legacy_keys = MappingProxyType({f'{k}.': f'head.{k}.' for k in _CLS_LAYERS})
+    legacy_keys = MappingProxyType({f'{k}.': f'head.{k}.' for k in CLS_LAYERS})
 
     def __init__(self, in_channels: Sequence[int], in_strides: Optional[Sequence[int]] = None,
                  num_classes: int = 1000, conv_cfg: Optional[dict] = None,
