@@ -76,7 +76,8 @@ TASKS: Dict[str, Task] = {
                     Model('Faster R-CNN R-18 FPN, width 32', 'ResNet',
                           'configs/det/demo_faster-rcnn_r18-w32_fpn.py')]),
     'seg': Task('mIoU', 'mIoU', 1, (1024, 2048), (160, 160), 200, [
-        Model('HRNetV2-W18-Small + FCN 1x1', 'HRNet', 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'),
+        Model('HRNetV2-W18-Small + FCN 1x1', 'HRNet',
+              'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'),
         Model('FCN R-18-D8, width 16', 'ResNet', 'configs/seg/demo_fcn_r18-w16-d8.py')]),
     'pose': Task('coco/AP', 'keypoint AP (COCO OKS)', 100, (256, 192), (128, 96), 200, [
         Model('HRNet-W18-Small (V1)', 'HRNet', 'configs/pose/demo_td-hm_hrnetv1-w18-small-v1.py'),
