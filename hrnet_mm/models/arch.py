@@ -9,7 +9,7 @@ architecture for everyone else; :func:`get_arch` hands out a fresh, mutable deep
 """
 import copy
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 STAGE_NAMES = ('stage1', 'stage2', 'stage3', 'stage4')
 STAGE_KEYS = ('num_modules', 'num_branches', 'block', 'num_blocks', 'num_channels')
@@ -97,6 +97,22 @@ def is_int(value) -> bool:
 
 def _positive_int(value) -> bool:
     return is_int(value) and value > 0
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` if it is a positive int; else a ValueError naming the argument."""
+    if not _positive_int(value):
+        raise ValueError(f'{name}={value!r}: must be a positive int')
+    return value
+
+
+def check_positive_ints(name: str, values) -> Tuple[int, ...]:
+    """``values`` as a tuple if it is a non-empty list of positive ints; else a ValueError
+    naming the argument."""
+    if not isinstance(values, (list, tuple)) or not values or not all(
+            _positive_int(v) for v in values):
+        raise ValueError(f'{name}={values!r}: must be a non-empty list of positive ints')
+    return tuple(values)
 
 
 def validate_arch(table: Mapping) -> None:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 
-from .arch import is_int
+from .arch import check_positive_ints, is_int
 from .blocks import BLOCKS, make_res_layer
 from .outputs import FeatureInfo, hrnet_strides
 
@@ -51,9 +51,7 @@ def _check_module_args(block, num_blocks, in_channels, num_channels, num_outputs
     if in_strides is not None:
         lists['in_strides'] = in_strides
     for name, values in lists.items():
-        if not isinstance(values, (list, tuple)) or not values or not all(
-                is_int(v) and v > 0 for v in values):
-            raise ValueError(f'{name}={values!r}: must be a non-empty list of positive ints')
+        check_positive_ints(name, values)
     if len({len(v) for v in lists.values()}) != 1:
         raise ValueError('one entry per branch in each of ' + ', '.join(
             f'{k}={list(v)}' for k, v in lists.items()))

@@ -13,11 +13,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..weights import load_pretrained
 from ..weights.layouts import legacy_renames
-from .arch import STAGE_NAMES, get_arch, is_int
+from .arch import STAGE_NAMES, check_positive_int, get_arch, is_int
 from .blocks import BLOCKS, NamedNorms, _ResidualBlock, make_res_layer
 from .fusion import UPSAMPLE_MODES, HRModule, apply_transition, make_transition
 from .outputs import FeatureInfo
-from .representations import Representation, build_representation, representation_class
+from .representations import (Representation, build_representation, representation_class,
+                              representation_name)
 
 STEM_CHANNELS = 64
 
@@ -33,7 +34,7 @@ def _check_moved(representation: Union[str, dict], moved: dict) -> None:
     for key, value in moved.items():
         if key not in MOVED_TO_REPRESENTATION:
             raise TypeError(f'HRNetV2 got an unexpected keyword argument {key!r}')
-        name = representation.get('type') if isinstance(representation, dict) else representation
+        name = representation_name(representation)
         owner = MOVED_TO_REPRESENTATION[key]
         if name != owner:
             raise ValueError(f'{key}={value!r} only applies to representation={owner!r}, '
@@ -193,8 +194,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
 
     # ------------------------------------------------------------------ building
     def _check_args(self, in_channels: int, frozen_stages: int, upsample_mode: str) -> None:
-        if not is_int(in_channels) or in_channels < 1:
-            raise ValueError(f'in_channels={in_channels!r}: must be a positive int')
+        check_positive_int('in_channels', in_channels)
         if not is_int(frozen_stages) or frozen_stages not in range(-1, len(STAGE_NAMES) + 1):
             raise ValueError(f'frozen_stages={frozen_stages!r}: must be an int from -1 '
                              f'(nothing), 0 (stem) to {len(STAGE_NAMES)}')

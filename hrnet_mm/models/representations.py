@@ -37,25 +37,12 @@ from mmcv.cnn import ConvModule, build_conv_layer, build_norm_layer
 from mmengine.model import BaseModule
 
 from ..weights.layouts import CLS_LAYERS
-from .arch import is_int
+from .arch import check_positive_int, check_positive_ints, is_int
 from .blocks import Bottleneck, make_res_layer
 from .fusion import resize_to
 from .outputs import FeatureInfo, hrnet_strides
 
 Feats = Sequence[torch.Tensor]
-
-
-def _positive_ints(name: str, values) -> Tuple[int, ...]:
-    if not isinstance(values, (list, tuple)) or not values or not all(
-            is_int(v) and v > 0 for v in values):
-        raise ValueError(f'{name}={values!r}: must be a non-empty list of positive ints')
-    return tuple(values)
-
-
-def _positive_int(name: str, value) -> int:
-    if not is_int(value) or value < 1:
-        raise ValueError(f'{name}={value!r}: must be a positive int')
-    return value
 
 
 class Representation(BaseModule):
@@ -82,10 +69,10 @@ class Representation(BaseModule):
     def __init__(self, in_channels: Sequence[int], in_strides: Optional[Sequence[int]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
-        self.in_channels = _positive_ints('in_channels', in_channels)
+        self.in_channels = check_positive_ints('in_channels', in_channels)
         if in_strides is None:
             in_strides = hrnet_strides(len(self.in_channels))
-        self.in_strides = _positive_ints('in_strides', in_strides)
+        self.in_strides = check_positive_ints('in_strides', in_strides)
         if len(self.in_strides) != len(self.in_channels):
             raise ValueError(f'in_strides={in_strides!r}: one per input map '
                              f'(in_channels={list(self.in_channels)})')
@@ -223,9 +210,9 @@ FeatureInfo(channels=256, stride=32))
         if init_cfg is None:
             init_cfg = dict(type='Caffe2Xavier', layer='Conv2d')
         super().__init__(in_channels, in_strides, init_cfg)
-        self.out_channels = _positive_int('out_channels', out_channels)
-        self.num_outs = _positive_int('num_outs', num_outs)
-        self.pyramid_stride = _positive_int('pyramid_stride', pyramid_stride)
+        self.out_channels = check_positive_int('out_channels', out_channels)
+        self.num_outs = check_positive_int('num_outs', num_outs)
+        self.pyramid_stride = check_positive_int('pyramid_stride', pyramid_stride)
         if pooling_type not in POOLING_TYPES:
             raise ValueError(f'pooling_type={pooling_type!r} is not known; allowed: '
                              f'{list(POOLING_TYPES)}')
@@ -331,13 +318,19 @@ REPRESENTATIONS: Mapping[str, type] = MappingProxyType({
                               V2pRepresentation, ClsRepresentation)})
 
 
+def representation_name(representation: Union[str, dict]):
+    """The name in ``representation`` (a name, or a dict with the name as ``type``), known or
+    not."""
+    return representation.get('type') if isinstance(representation, dict) else representation
+
+
 def representation_class(representation: Union[str, dict]) -> type:
     """The module ``representation`` (a name, or a dict with the name as ``type``) names.
 
     Raises:
         ValueError: Neither a known name nor a dict with one.
     """
-    name = representation.get('type') if isinstance(representation, dict) else representation
+    name = representation_name(representation)
     if not isinstance(name, str) or name not in REPRESENTATIONS:
         raise ValueError(f'representation={representation!r} is not known; allowed: '
                          f"{list(REPRESENTATIONS)} (or a dict with one as 'type', such as "
