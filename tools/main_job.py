@@ -110,6 +110,11 @@ ABLATION: Dict[str, Task] = {
 }
 
 
+
+def study(ablation: bool) -> Dict[str, Task]:
+    """The tasks and models of the main job, or of its ``--ablation``."""
+    return ABLATION if ablation else TASKS
+
 def latency_ms(model, forward, size, repeats=5) -> float:
     """Median CPU time of one image's forward pass (after a warm-up)."""
     x = torch.rand(1, 3, *size)
@@ -167,7 +172,7 @@ def fmt(s: dict) -> str:
 
 def markdown(rows: List[dict], args, total_s: float) -> str:
     seeds = f"{args.seeds} seeds: mean ± sd (min-max)" if args.seeds > 1 else '1 seed'
-    tasks = ABLATION if args.ablation else TASKS
+    tasks = study(args.ablation)
     what = ('Per task, the same HRNet with each representation (the paper\'s head comparison); '
             'sizes are given against the first model\'s' if args.ablation else
             f'"Matched" means params and GFLOPs both within {MATCH_FACTOR:.2f}x of the HRNet\'s')
@@ -222,7 +227,7 @@ def chart(rows: List[dict], seeds: int, ablation: bool = False):
     """The figure: a panel per task; each model family one colour (HRNet blue, ResNet orange;
     in the ablation one per representation) in every panel and in the legend; untrained light
     and hatched, trained solid; values on the bars."""
-    tasks_table = ABLATION if ablation else TASKS
+    tasks_table = study(ablation)
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -348,7 +353,7 @@ def main(argv=None) -> int:
     if not args.data_root and not all(osp.exists(osp.join(data, f)) for f in (
             'annotations/person_keypoints_val.json', 'cls/val.txt')):
         print(f'generating the embedded dataset in {data}: {generate(data)}', flush=True)
-    tasks = ABLATION if args.ablation else TASKS
+    tasks = study(args.ablation)
     for task in list(args.tasks):
         lib = OPTIONAL.get(task)
         if task not in tasks:
