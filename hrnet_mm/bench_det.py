@@ -31,17 +31,16 @@ RESNET = 'mmdet R-50-FPN'
 
 def _build(config: str) -> nn.Module:
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
+    from .registry import build_in_library
     register_all_modules(init_default_scope=False)
     if config.startswith('mmdet::'):  # a config that mmdet ships
         import mmdet
         config = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', config[7:])
     cfg = Config.fromfile(config)
     cfg.model.backbone.init_cfg = None  # random weights: nothing to download
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return MODELS.build(cfg.model)
+    return build_in_library(cfg.model, 'mmdet')
 
 
 def build_detectors(arch: str = 'w18', seed: int = 0) -> Dict[str, nn.Module]:

@@ -79,27 +79,27 @@ def count(model: nn.Module, inputs: Any,
     return Complexity(params, sum(macs.values()) / 1e9, {k: v / 1e9 for k, v in macs.items()})
 
 
-LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose', 'cls': 'mmpretrain'}
+LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose',
+             'cls': 'mmpretrain'}
 
 
 def build_from_config(path: str):
     """Build a config's model through its library; returns ``(model, forward, task, arch)``,
     where ``forward(model, images)`` runs the whole model (the library's 'tensor' mode) and
-    ``task`` is the folder the config sits in (``det``, ``seg``, ``pose`` or ``cls``) and ``arch`` the key
-    of :data:`PAPER` (``'w32'``, ``'resnet50'``; None for other backbones)."""
-    import importlib
+    ``task`` is the folder the config sits in (``det``, ``seg``, ``pose`` or ``cls``) and
+    ``arch`` the key of :data:`PAPER` (``'w32'``, ``'resnet50'``; None for other backbones)."""
     import os.path as osp
 
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
+
+    from .registry import build_in_library
     cfg = Config.fromfile(path)
     task = osp.basename(osp.dirname(osp.abspath(path)))
     library = LIBRARIES.get(task)
     if library is None:
         raise ValueError(f'{path}: put under configs/det, configs/seg, configs/pose or '
                          'configs/cls, so the library is known')
-    with DefaultScope.overwrite_default_scope(library):
-        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    model = build_in_library(cfg.model, library)
     if library == 'mmdet':
         from mmdet.structures import DetDataSample
 

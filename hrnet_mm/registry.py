@@ -7,7 +7,7 @@ that is installed, so ``type='HRNetV2'`` works in their configs. One class, many
 """
 import importlib
 import warnings
-from typing import Iterable, List
+from typing import Any, Iterable, List, Mapping
 
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
@@ -17,6 +17,20 @@ MODELS = Registry('model', parent=MMENGINE_MODELS, scope='hrnet_mm',
 
 #: The libraries whose ``<library>.registry.MODELS`` receive hrnet_mm's models.
 LIBRARIES = ('mmdet', 'mmseg', 'mmpose', 'mmpretrain')
+
+
+def build_in_library(model_cfg: Mapping, library: str) -> Any:
+    """Build ``model_cfg`` with ``library``'s MODELS registry in that library's default scope,
+    as the library's own runner does (its heads, losses and data preprocessors are found by
+    scope; the scope before is restored).
+
+    Example:
+        >>> detector = build_in_library(Config.fromfile(path).model, 'mmdet')
+    """
+    from mmengine.registry import DefaultScope
+    registry = importlib.import_module(f'{library}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(library):
+        return registry.build(model_cfg)
 
 
 def register_into_libraries(modules: dict, libraries: Iterable[str] = LIBRARIES) -> List[str]:

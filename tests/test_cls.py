@@ -10,6 +10,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 import hrnet_mm
+from hrnet_mm.registry import build_in_library
 from hrnet_mm.weights import convert_state_dict
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec('mmpretrain') is None,
@@ -18,10 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _build(config: str):
-    from mmpretrain.registry import MODELS
     cfg = Config.fromfile(config)
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(cfg.model)
+    model = build_in_library(cfg.model, 'mmpretrain')
     model.eval()
     return cfg, model
 
@@ -82,13 +81,11 @@ def test_hrnet_config_differs_from_mmpretrains_only_in_the_model_parts(arch):
 def test_cls_neck_in_mmpretrain_feeds_its_linear_head():
     """The classification representation as a neck (``num_classes=0``: pooled features) between
     an HRNetV2 trunk and mmpretrain's LinearClsHead."""
-    from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope('mmpretrain'):
-        model = MODELS.build(dict(
-            type='ImageClassifier',
-            backbone=dict(type='HRNetV2', arch='w18_small_v1'),
-            neck=dict(type='ClsRepresentation', in_channels=[16, 32, 64, 128], num_classes=0),
-            head=dict(type='LinearClsHead', num_classes=5, in_channels=2048)))
+    model = build_in_library(dict(
+        type='ImageClassifier',
+        backbone=dict(type='HRNetV2', arch='w18_small_v1'),
+        neck=dict(type='ClsRepresentation', in_channels=[16, 32, 64, 128], num_classes=0),
+        head=dict(type='LinearClsHead', num_classes=5, in_channels=2048)), 'mmpretrain')
     model.eval()
     with torch.no_grad():
         logits = model(torch.rand(2, 3, 64, 64), mode='tensor')

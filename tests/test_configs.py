@@ -1,14 +1,13 @@
 """Every file under configs/ loads, builds its model from random weights, and runs a forward."""
-import importlib
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import hrnet_mm
 from hrnet_mm.models import get_arch
+from hrnet_mm.registry import build_in_library
 
 ROOT = Path(__file__).resolve().parents[1] / 'configs'
 LIBRARY = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose', 'cls': 'mmpretrain'}
@@ -19,8 +18,7 @@ CONFIGS = sorted(p for p in ROOT.rglob('*.py') if not {'_base_', '_demo_'} & set
 def _build(path: Path):
     cfg = Config.fromfile(str(path))
     library = LIBRARY[path.parent.name]
-    with DefaultScope.overwrite_default_scope(library):
-        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    model = build_in_library(cfg.model, library)
     model.eval()
     return cfg, library, model
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 from helpers import max_abs_diff, randomize
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 import hrnet_mm
 from hrnet_mm import HRNetV2
 from hrnet_mm.models import (PARTS, REPRESENTATIONS, ClsRepresentation, FeatureInfo, HRModule,
                              V2pRepresentation, get_arch)
+from hrnet_mm.registry import build_in_library
 from hrnet_mm.weights import check_fit, load_pretrained
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -73,9 +73,7 @@ def _detector(config, neck=None, representation=None):
         cfg.model.neck = neck
     if representation is not None:
         cfg.model.backbone.representation = representation
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        from mmdet.registry import MODELS
-        return MODELS.build(cfg.model)
+    return build_in_library(cfg.model, 'mmdet')
 
 
 def test_v2p_neck_in_a_detector_equals_the_v2p_backbone():

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
 from hrnet_mm import HRNetV2
+from hrnet_mm.registry import build_in_library
 
 README = Path(__file__).resolve().parents[1] / 'README.md'
 
@@ -30,10 +30,7 @@ def test_readme_has_a_snippet_per_library():
 
 def _build(library):
     cfg = Config.fromstring(SNIPPETS[library], file_format='.py')
-    import importlib
-    # A scoped default (restored afterwards), as the libraries' runners set it.
-    with DefaultScope.overwrite_default_scope(library):
-        model = importlib.import_module(f'{library}.registry').MODELS.build(cfg.model)
+    model = build_in_library(cfg.model, library)
     assert type(model.backbone) is HRNetV2
     model.eval()
     return cfg, model
@@ -88,14 +85,12 @@ def _part_snippets():
 
 
 def test_parts_snippets_build_and_detect():
-    from mmdet.registry import MODELS
     snippets = _part_snippets()
     assert len(snippets) == 2
     for snippet in snippets:
         cfg = Config.fromstring(snippet, file_format='.py')
         cfg.model.backbone.init_cfg = None  # random weights: nothing to download
-        with DefaultScope.overwrite_default_scope('mmdet'):
-            model = MODELS.build(cfg.model)
+        model = build_in_library(cfg.model, 'mmdet')
         model.eval()
         assert type(model.neck).__name__ == 'V2pRepresentation'
         with torch.no_grad():

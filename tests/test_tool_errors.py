@@ -10,6 +10,7 @@ import torch
 from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401
+from hrnet_mm.registry import build_in_library
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'
@@ -18,12 +19,9 @@ SEG = ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'
 
 
 def _model(**backbone):
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
     cfg = Config.fromfile(str(SEG))
     cfg.model.backbone.update(backbone)
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        return MODELS.build(cfg.model)
+    return build_in_library(cfg.model, 'mmseg')
 
 
 def _ckpt(path, model, change=None):
