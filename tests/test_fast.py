@@ -194,6 +194,13 @@ def test_benchmark_runs_and_reports(tmp_path):
                          f"{3 * 2 * macs * r['train_img_s']:.1f} "
                          f"({300 * 2 * macs * r['train_img_s'] / peak['gflops']:.0f}%) |")
     assert f"Peak: fp32: {peak['how']}" in table
+    # what hrnet_mm adds beyond the generic tools: its fast row against the stock fast row
+    ours = rows['hrnet_mm fast [fold, channels_last]']
+    stock = rows['mmseg fast [fold, channels_last]']
+    infer, train = (ours[f'{m}_img_s'] / stock[f'{m}_img_s'] for m in ('infer', 'train'))
+    assert ('\nhrnet_mm fast [fold, channels_last] against mmseg fast [fold, channels_last] (the '
+            f'stock model with the same generic tools): infer {infer:.2f}x, train {train:.2f}x\n'
+            ) in table
 
 
 def test_benchmark_fast_precision_and_profile():
@@ -225,6 +232,20 @@ def test_benchmark_pairs_compute_the_same(library, representation):
         expected, got = ref(x), ours(x)
     assert max_abs_diff(expected, got) <= 1e-5
     assert expected[0].abs().mean() > 1e-2  # random weights, not a trivial output
+
+
+@pytest.mark.slow
+def test_benchmark_freeze_rows_compute_the_same():
+    """``--fast freeze``: both models compiled with inductor freezing (about 2 minutes)."""
+    torch._dynamo.reset()
+    results = run(arch='w18_small_v1', representation='branches', batch=1, size=(64, 64),
+                  references=('mmseg', ), modes=('infer', ),
+                  fast=('fold', 'channels_last', 'freeze'), warmup=0, repeats=1, memory=False,
+                  progress=lambda msg: None)
+    rows = {r['name']: r for r in results['rows']}
+    for name in ('hrnet_mm fast [fold, channels_last, freeze]',
+                 'mmseg fast [fold, channels_last, freeze]'):
+        assert rows[name]['max_abs_diff'] <= 1e-4 and rows[name]['infer_img_s'] > 0
 
 
 @pytest.mark.slow

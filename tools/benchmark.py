@@ -9,7 +9,8 @@ In one process: builds each reference, loads its weights into an HRNetV2 that co
 representation, checks that the outputs agree, then times inference (images/s) and a full
 training step (forward, backward, SGD step) with the models taking turns, and measures peak
 memory. With --fast, the first reference also runs with the same generic tools (mmcv's
-fuse_conv_bn, channels_last, torch.compile): the strongest thing a user could do instead.
+fuse_conv_bn, channels_last, torch.compile, AMP with --fast-precision): the strongest
+thing a user could do instead.
 Prints a Markdown table (ratios against the first reference) and writes JSON.
 """
 import argparse
@@ -22,7 +23,7 @@ from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_pr
                             format_table, run)
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
-FAST = ('fold', 'channels_last', 'compile', 'cudagraphs')
+FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
 
 
 def parse_args(argv=None):
@@ -44,7 +45,8 @@ def parse_args(argv=None):
     p.add_argument('--modes', nargs='+', default=['infer', 'train'], choices=['infer', 'train'])
     p.add_argument('--fast', nargs='*', default=['fold', 'channels_last'], choices=FAST,
                    help='fast paths of the extra hrnet_mm row and the stock row with the same '
-                        'generic tools (fold: inference only; cudagraphs: torch.compile with '
+                        'generic tools (fold: inference only; freeze: torch.compile with '
+                        'inductor freezing, for CPU inference; cudagraphs: torch.compile with '
                         'CUDA graphs, GPU only)')
     p.add_argument('--fast-precision', choices=list(PRECISIONS),
                    help='precision of the fast rows (default: --precision)')
