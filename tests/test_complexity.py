@@ -77,7 +77,34 @@ def test_tool_prints_count_and_paper_figure():
     assert proc.returncode == 0, proc.stderr
     assert '  params: 63.60 M' in proc.stdout
     assert '  GFLOPs: 15.69 (conv 15.69, linear 0.00; multiply-adds)' in proc.stdout
-    assert 'paper:  63.6 M params, 14.6 GFLOPs (counted/paper = 1.075' in proc.stdout
+    assert '  GFLOPs, counted as the HRNet papers count: 14.61 (multiply-adds / 1024^3' \
+        in proc.stdout
+    assert "paper:  63.6 M params, 14.6 GFLOPs (counted the papers' way / paper = 1.001" \
+        in proc.stdout
+
+
+@pytest.mark.parametrize('arch, params, gflops', [('w18', 21.3, 3.99), ('w32', 41.2, 8.31)])
+def test_papers_count_reproduces_the_classification_table(arch, params, gflops):
+    """The official HRNet-W*-C figures: the papers divide by 1024**3 (1e9 gives 7.4% more)."""
+    from hrnet_mm.complexity import PAPER
+    assert PAPER[('cls', arch, 224, 224)] == (params, gflops)
+    model = HRNetV2(arch=arch, representation=dict(type='cls', num_classes=1000))
+    result = count(model, torch.rand(1, 3, 224, 224))
+    assert result.params_m == pytest.approx(params, abs=0.05)
+    assert result.paper_gflops == pytest.approx(gflops, abs=0.005)
+    assert result.gflops == pytest.approx(result.paper_gflops * 1024**3 / 1e9)
+
+
+def test_papers_count_takes_transposed_convs_per_output_pixel():
+    """The summary code of the papers counts weights x output pixels for every conv: the true
+    multiply-adds for a conv, 4x them for a stride-2 deconvolution."""
+    deconv = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False)
+    result = count(deconv, torch.rand(1, 8, 5, 6))
+    assert result.gflops * 1e9 == pytest.approx(5 * 6 * 8 * 4 * 16)
+    assert result.paper_gflops * 1024**3 == pytest.approx(10 * 12 * 8 * 4 * 16)
+    conv = nn.Conv2d(8, 4, 3, padding=1, groups=2)
+    result = count(conv, torch.rand(1, 8, 5, 6))
+    assert result.paper_gflops * 1024**3 == pytest.approx(result.gflops * 1e9) == 5 * 6 * 4 * 4 * 9
 
 
 def test_transposed_convolutions_are_counted_like_mmengine():
@@ -90,6 +117,10 @@ def test_transposed_convolutions_are_counted_like_mmengine():
     x = torch.rand(1, 3, 256, 192)
     ours = count(model, x, forward)
     assert ours.gflops == pytest.approx(5.43, abs=0.01)
+    # counted the papers' way (deconvolutions per output pixel, / 1024**3): the published 8.9
+    from hrnet_mm.complexity import PAPER
+    assert ours.paper_gflops == pytest.approx(8.99, abs=0.01)
+    assert ours.paper_gflops == pytest.approx(PAPER[('pose', 'resnet50', 256, 192)][1], rel=0.015)
     deconv = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1, bias=False)
     assert count(deconv, torch.rand(1, 8, 5, 6)).gflops * 1e9 == pytest.approx(5 * 6 * 8 * 4 * 16)
 

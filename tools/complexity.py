@@ -5,8 +5,8 @@
     python tools/complexity.py --arch w32 --representation v2p --shape 800 1333
 
 Counts one forward pass of one image (the whole model of a config: backbone, neck, heads in
-the library's 'tensor' mode). The paper's figure is shown beside it where one exists; see
-docs/complexity.md for why counted and published figures differ by about 7.6%.
+the library's 'tensor' mode), and again as the HRNet papers count (multiply-adds / 1024^3); the
+paper's figure is shown beside it where one exists (see docs/complexity.md).
 """
 import argparse
 import sys
@@ -47,10 +47,12 @@ def main(argv=None) -> int:
     print(f'  params: {result.params_m:.2f} M')
     print(f'  GFLOPs: {result.gflops:.2f} (conv {result.by_layer_type["conv"]:.2f}, '
           f'linear {result.by_layer_type["linear"]:.2f}; multiply-adds)')
+    print(f"  GFLOPs, counted as the HRNet papers count: {result.paper_gflops:.2f} (multiply-adds "
+          "/ 1024^3; transposed convs per output pixel)")
     paper = PAPER.get((task, arch, h, w))
     if paper:
-        print(f'  paper:  {paper[0]:.1f} M params, {paper[1]:.1f} GFLOPs (counted/paper = '
-              f'{result.gflops / paper[1]:.3f}; see docs/complexity.md)')
+        print(f'  paper:  {paper[0]:.1f} M params, {paper[1]:g} GFLOPs (counted the papers\' way '
+              f'/ paper = {result.paper_gflops / paper[1]:.3f}; see docs/complexity.md)')
     return 0
 
 
