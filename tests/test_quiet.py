@@ -72,6 +72,32 @@ def test_prints_into_log_uses_the_loggers_file_and_verbose_keeps_the_console(tmp
                        '(--verbose prints them)\n')
 
 
+def test_library_deprecation_notices_go_to_the_log_file_only(tmp_path):
+    """mmpretrain's datasets make mmengine log two "will be deprecated" WARNING lines on every
+    run: into the log file and the count, off the console; other lines stay on the console."""
+    import io
+
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance('hrnet_mm_quiet_notices', log_file=str(tmp_path / 'r.log'))
+    console = next(h for h in logger.handlers if not isinstance(h, logging.FileHandler))
+    stream = io.StringIO()
+    console.setStream(stream)
+    with prints_into_log(logger) as sink:
+        logger.warning('"FileClient" will be deprecated in future. Please use io functions')
+        logger.warning('"HardDiskBackend" is the alias of "LocalBackend" and the former will be '
+                       'deprecated in future.')
+        logger.warning('the checkpoint has no key "meta"')
+    logger.warning('"FileClient" will be deprecated in future.')  # outside: as before
+    for h in logger.handlers:
+        h.flush()
+    shown = stream.getvalue()
+    assert 'FileClient' in shown and shown.count('FileClient') == 1  # only the one outside
+    assert 'HardDiskBackend' not in shown and 'the checkpoint has no key "meta"' in shown
+    assert sink.warnings == 2
+    logged = (tmp_path / 'r.log').read_text()
+    assert 'HardDiskBackend' in logged and logged.count('FileClient') == 2
+
+
 def test_pretrained_loading_outside_a_runner_prints_one_line(tmp_path):
     """mmengine's init report printed one console entry per parameter (~3,500 lines for W32,
     each saying the value did not change, although the weights were then loaded)."""

@@ -82,9 +82,31 @@ def verbose_option(parser) -> None:
                              'default they go to the run\'s log file)')
 
 
+#: mmengine log lines that announce deprecations inside the libraries' own code (mmpretrain's
+#: datasets read files through FileClient): nothing a user can act on, so, like third-party
+#: warnings, they go to the log file only.
+LIBRARY_NOTICES = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias of')
+
+
+class _NoticesOffConsole(logging.Filter):
+    """Keeps :data:`LIBRARY_NOTICES` off a console handler, counting them as warnings of
+    ``sink`` (the logger's file handler still writes them)."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(LIBRARY_NOTICES):
+            self.sink.warnings += 1
+            return False
+        return True
+
+
 @contextlib.contextmanager
 def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[LogSink]:
-    """Send ``print`` output and third-party warnings into ``logger``'s log file(s).
+    """Send ``print`` output, third-party warnings and the libraries' deprecation notices
+    (:data:`LIBRARY_NOTICES`) into ``logger``'s log file(s).
 
     mmengine's console handler keeps the stream it was created with, so its log lines still
     reach the console. Without a file handler (or with ``verbose``) nothing is redirected.
@@ -94,10 +116,16 @@ def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[L
         yield LogSink([], None)
         return
     sink = LogSink([h.stream for h in files], files[0].baseFilename)
+    consoles = [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]
+    notices = _NoticesOffConsole(sink)
+    for h in consoles:
+        h.addFilter(notices)
     try:
         with contextlib.redirect_stdout(sink), _warnings_into(sink):
             yield sink
     finally:
+        for h in consoles:
+            h.removeFilter(notices)
         sink.flush()
 
 
