@@ -6,6 +6,9 @@ Inference (``model.eval()``):
   the plain model <= 1e-4 in the tests, float rounding only).
 - :func:`optimize_for_inference`: folding + ``channels_last`` (+ ``torch.compile`` on request).
 - :func:`export_onnx`: an ONNX file that onnxruntime runs within 1e-4 of PyTorch.
+- :func:`autocast_backbone`: a detector / segmentor / pose model's backbone (and neck) in bf16
+  or fp16, its heads in fp32; ``tools/test.py --backbone-precision bf16`` measures what it
+  costs in accuracy.
 
 Training: ``HRNetV2(channels_last=True)``, ``with_cp=True`` (memory), AMP through
 ``torch.autocast`` (bf16, or fp16 with the fusion sums accumulated in float32 so they cannot
@@ -16,7 +19,8 @@ Example:
     >>> model(torch.rand(1, 3, 512, 1024))[0].shape
     torch.Size([1, 18, 128, 256])
 """
-from typing import Optional, Sequence
+import functools
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -102,3 +106,52 @@ def export_onnx(model: nn.Module, path: str, input_size: Sequence[int] = (1, 3, 
         program = torch.onnx.export(model, (x, ), dynamo=True, **kwargs)
     program.save(path)
     return path
+
+
+#: What :func:`autocast_backbone` accepts.
+AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def _to_float32(out: Any) -> Any:
+    if torch.is_tensor(out):
+        return out.float() if out.is_floating_point() else out
+    if isinstance(out, (tuple, list)):
+        return type(out)(_to_float32(o) for o in out)
+    return out
+
+
+def autocast_backbone(model: nn.Module, precision: str = 'bf16') -> nn.Module:
+    """Run ``model.backbone`` (and ``model.neck``, if any) under ``torch.autocast`` in
+    ``precision``, and hand float32 maps on; in place, returns ``model``.
+
+    The heads, box decoding, NMS and the evaluation stay in fp32: mmcv's CPU ``nms`` rejects
+    bf16 boxes, so autocasting a whole mmdet detector (mmengine's ``TestLoop(fp16=True)``)
+    fails, and heatmap decoding is where reduced precision costs most. Parameter names and the
+    checkpoint layout do not change. ``tools/test.py --backbone-precision`` uses it.
+
+    Example:
+        >>> detector = autocast_backbone(detector, 'bf16')  # then runner.test() as usual
+    """
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
+    model = getattr(model, 'module', model)  # under DistributedDataParallel
+    if not isinstance(getattr(model, 'backbone', None), nn.Module):
+        raise ValueError(f'{type(model).__name__} has no backbone module: autocast_backbone is '
+                         'for mmdet / mmseg / mmpose / mmpretrain models')
+    dtype = AUTOCAST_DTYPES[precision]
+    for name in ('backbone', 'neck'):
+        part = getattr(model, name, None)
+        if isinstance(part, nn.Module) and not hasattr(part, '_full_precision_forward'):
+            part._full_precision_forward = part.forward
+            part.forward = _autocast_forward(part.forward, dtype)
+    return model
+
+
+def _autocast_forward(forward, dtype: torch.dtype):
+    @functools.wraps(forward)
+    def run(x, *args, **kwargs):
+        device = x.device.type if torch.is_tensor(x) else 'cpu'
+        with torch.autocast(device, dtype=dtype):
+            out = forward(x, *args, **kwargs)
+        return _to_float32(out)
+    return run

@@ -113,6 +113,13 @@ def test_train_and_test_tools(demo_dir, tmp_path):
          '--work-dir', str(work), '--verbose'], cwd=demo_dir, capture_output=True, text=True,
         timeout=600)
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in verbose.stdout
+    # the backbone in bf16, the heads in fp32: the same metrics, for comparing
+    bf16 = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/test.py'), str(DEMOS['pose']), str(work / 'iter_4.pth'),
+         '--work-dir', str(work), '--backbone-precision', 'bf16', '--out', str(out)],
+        cwd=demo_dir, capture_output=True, text=True, timeout=600)
+    assert bf16.returncode == 0, bf16.stderr[-3000:]
+    assert 'coco/AP' in json.loads(out.read_text())
     # resuming from the work dir (mmengine's checkpoint, loaded with weights_only=True)
     resume = subprocess.run(
         [sys.executable, str(ROOT / 'tools/train.py'), str(DEMOS['pose']), '--work-dir',

@@ -9,7 +9,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.bench import build_pair, format_table, peak_memory_mib, run
-from hrnet_mm.fast import export_onnx, fuse_conv_bn, optimize_for_inference
+from hrnet_mm.fast import (autocast_backbone, export_onnx, fuse_conv_bn,
+                           optimize_for_inference)
 from hrnet_mm.models.blocks import BasicBlock
 from hrnet_mm.models.fusion import FP16_MAX, HRModule
 
@@ -232,6 +233,36 @@ def test_benchmark_pairs_compute_the_same(library, representation):
         expected, got = ref(x), ours(x)
     assert max_abs_diff(expected, got) <= 1e-5
     assert expected[0].abs().mean() > 1e-2  # random weights, not a trivial output
+
+
+def test_autocast_backbone_runs_backbone_and_neck_in_bf16_and_hands_on_float32():
+    from mmdet.structures import DetDataSample
+    from mmengine.config import Config
+
+    from hrnet_mm.registry import build_in_library
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    cfg = Config.fromfile(str(root / 'configs/det/demo_faster-rcnn_hrnet-w18-small-v1_fpn.py'))
+    torch.manual_seed(0)
+    plain = build_in_library(cfg.model, 'mmdet').eval()  # HRNet branches + an FPN neck
+    randomize(plain.backbone)
+    model = autocast_backbone(copy.deepcopy(plain), 'bf16')
+    assert list(model.state_dict()) == list(plain.state_dict())  # checkpoints load as before
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        ref, feats = plain.neck(plain.backbone(x)), model.neck(model.backbone(x))
+        assert all(f.dtype == torch.float32 for f in feats)
+        scale = max(r.abs().max().item() for r in ref)
+        assert 0 < max_abs_diff(ref, feats) <= 5e-2 * scale  # bf16 inside: close, not equal
+        # the whole detector predicts: RPN and RoI heads, box coding and NMS stay in fp32
+        meta = dict(img_shape=(96, 128), ori_shape=(96, 128), scale_factor=(1.0, 1.0))
+        result = model.predict(x, [DetDataSample(metainfo=meta)])[0]
+        assert result.pred_instances.bboxes.dtype == torch.float32
+    assert autocast_backbone(model, 'bf16') is model  # twice: still one autocast layer
+    with pytest.raises(ValueError, match=r"precision='int8': one of \['bf16', 'fp16'\]"):
+        autocast_backbone(model, 'int8')
+    with pytest.raises(ValueError, match='Linear has no backbone module'):
+        autocast_backbone(nn.Linear(2, 2))
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 
     python tools/test.py configs/seg/demo_fcn_hrnetv2-w18-small-v1.py work_dirs/seg/iter_200.pth
     python tools/test.py CONFIG CHECKPOINT --launcher pytorch    # under torchrun
+    python tools/test.py CONFIG CHECKPOINT --backbone-precision bf16  # its cost in accuracy
 """
 import argparse
 import json
@@ -15,6 +16,7 @@ from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.engine.quiet import prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
+from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
 from hrnet_mm.weights import load_checkpoint_file
 
 
@@ -25,6 +27,9 @@ def parse_args(argv=None):
     p.add_argument('--work-dir')
     p.add_argument('--out', help='write the metrics as JSON here')
     p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--backbone-precision', choices=['fp32', *AUTOCAST_DTYPES], default='fp32',
+                   help='run the backbone (and neck) under torch.autocast in this precision, '
+                        'the heads in fp32; compare the metrics with an fp32 run')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
     data_root_option(p)
@@ -43,6 +48,8 @@ def main(argv=None) -> int:
         print(f'warning: {warning}', file=sys.stderr)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
+    if args.backbone_precision != 'fp32':
+        autocast_backbone(runner.model, args.backbone_precision)
     with prints_into_log(runner.logger, args.verbose) as sink:
         metrics = runner.test()
     sink.report()
