@@ -18,11 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .complexity import count
-from .fast import optimize_for_inference, use_channels_last
+from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
 from .peak import device_peak
 
-PRECISIONS = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+PRECISIONS = {'fp32': torch.float32, **AUTOCAST_DTYPES}
 #: Which representations each reference computes.
 REFERENCE_REPRESENTATIONS = {
     'mmseg': ('branches', 'v1', 'v2'),

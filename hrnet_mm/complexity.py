@@ -71,8 +71,9 @@ def count(model: nn.Module, inputs: Any,
 
     def conv_hook(m: nn.Conv2d, args: Tuple, out: torch.Tensor) -> None:
         kh, kw = m.kernel_size
-        macs['conv'] += out.numel() * (m.in_channels // m.groups) * kh * kw
-        paper[0] += out.numel() * (m.in_channels // m.groups) * kh * kw
+        n = out.numel() * (m.in_channels // m.groups) * kh * kw
+        macs['conv'] += n
+        paper[0] += n
 
     def deconv_hook(m: nn.ConvTranspose2d, args: Tuple, out: torch.Tensor) -> None:
         # every input pixel is spread over a kernel window of every output channel
@@ -81,8 +82,9 @@ def count(model: nn.Module, inputs: Any,
         paper[0] += m.weight.numel() * out.shape[-2] * out.shape[-1]
 
     def linear_hook(m: nn.Linear, args: Tuple, out: torch.Tensor) -> None:
-        macs['linear'] += out.numel() * m.in_features
-        paper[0] += out.numel() * m.in_features
+        n = out.numel() * m.in_features
+        macs['linear'] += n
+        paper[0] += n
 
     handles = []
     for m in model.modules():
@@ -106,8 +108,7 @@ def count(model: nn.Module, inputs: Any,
                       paper[0] / PAPER_GIGA)
 
 
-LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose',
-             'cls': 'mmpretrain'}
+LIBRARIES = {'det': 'mmdet', 'seg': 'mmseg', 'pose': 'mmpose', 'cls': 'mmpretrain'}
 
 
 def build_from_config(path: str):

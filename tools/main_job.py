@@ -110,10 +110,10 @@ ABLATION: Dict[str, Task] = {
 }
 
 
-
 def study(ablation: bool) -> Dict[str, Task]:
     """The tasks and models of the main job, or of its ``--ablation``."""
     return ABLATION if ablation else TASKS
+
 
 def latency_ms(model, forward, size, repeats=5) -> float:
     """Median CPU time of one image's forward pass (after a warm-up)."""
