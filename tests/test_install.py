@@ -131,3 +131,21 @@ def test_install_never_uses_the_cpu_wheel_for_a_gpu_build(tmp_path):
     assert res.returncode != 0
     res = _run([sys.executable, str(TOOL), 'check', '2.1.0'], {})
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.skipif(not (Path(sys.prefix) / 'bin/python').exists(), reason='not in a venv')
+def test_install_falls_back_to_the_source_build_when_the_cuda_wheel_does_not_install(tmp_path):
+    # tools/gpu_check.sh installs a wheel built on another machine; if it cannot be installed
+    # (or its ops fail on the GPU), the GPU run must still get mmcv rather than stop.
+    broken = tmp_path / 'mmcv-2.1.0-cp312-cp312-linux_x86_64.whl'
+    broken.write_bytes(b'not a zip')
+    res = _install(tmp_path, FORCE_CUDA='1', TORCH_CUDA_ARCH_LIST='9.0',
+                   CUDA_HOME=_fake_toolkit(tmp_path, _torch_cuda()),
+                   HRNET_MM_MMCV_WHEEL=str(broken))
+    out = res.stdout
+    assert f'[install] mmcv 2.1.0 with CUDA ops from {broken}' in out
+    assert '[install] that wheel does not install here; building from source instead' in out
+    assert '[install] building mmcv 2.1.0 with CUDA ops from source' in out
+    assert res.returncode != 0  # offline, the source download fails: nothing was replaced
+    res = _run([sys.executable, str(TOOL), 'check', '2.1.0'], {})
+    assert res.returncode == 0, res.stderr

@@ -86,6 +86,26 @@ fi
 # those ops run on CUDA tensors.
 have_mmcv_ops() { "$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>/dev/null; }
 
+# mmcv from its source package, with the ops the plan chose (CPU, or CUDA for the GPUs).
+build_mmcv_from_source() {
+  if [ "$MMCV_CUDA" = 1 ]; then
+    step "building mmcv $MMCV_VERSION with CUDA ops from source (about 5 minutes on 16 cores)"
+  else
+    step "building mmcv $MMCV_VERSION with its ops from source (about 10 minutes on 2 cores)"
+  fi
+  local src="$TMP/mmcv-src"
+  "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary mmcv \
+    -c "$ROOT/requirements/constraints.txt" \
+    --no-build-isolation "mmcv==$MMCV_VERSION" -d "$src"
+  tar -xzf "$src"/mmcv-$MMCV_VERSION.tar.gz -C "$src"
+  # torch >= 2.14 headers need C++20; mmcv 2.1.0's setup.py hard-codes -std=c++17.
+  if "$PY" -c 'import sys, torch; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 14))'; then
+    sed -i 's/-std=c++17/-std=c++20/g' "$src/mmcv-$MMCV_VERSION/setup.py"
+  fi
+  (cd "$src/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc)} \
+    "${PIP[@]}" --no-deps --no-build-isolation .)
+}
+
 if OPS=$(have_mmcv_ops); then
   step "$OPS: already installed"
 else
@@ -94,9 +114,17 @@ else
   WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
   if [ "$MMCV_CUDA" = 1 ] && [ -n "${HRNET_MM_MMCV_WHEEL:-}" ]; then
     # A wheel with CUDA ops built elsewhere for this torch / CUDA / GPU (tools/gpu_wheels.sh
-    # --mmcv-cuda); the check below runs its ops on this GPU.
+    # --mmcv-cuda). If it does not install, or its ops fail on this GPU (another glibc,
+    # another arch), the source build still gives a working install.
     step "mmcv $MMCV_VERSION with CUDA ops from $HRNET_MM_MMCV_WHEEL"
-    "${PIP[@]}" --no-deps --force-reinstall "$HRNET_MM_MMCV_WHEEL"
+    if ! "${PIP[@]}" --no-deps --force-reinstall "$HRNET_MM_MMCV_WHEEL"; then
+      step "that wheel does not install here; building from source instead"
+      build_mmcv_from_source
+    elif ! have_mmcv_ops > /dev/null; then
+      step "that wheel's ops do not work here ($("$PY" "$ROOT/tools/mmcv_ops.py" check \
+        "$MMCV_VERSION" 2>&1 | tail -n 1)); building from source instead"
+      build_mmcv_from_source
+    fi
   elif [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
       [ "$(uname -m)" = x86_64 ]; then
     # The shared wheel is a build cache of CPU ops for exactly torch 2.14.1 / this Python;
@@ -104,22 +132,7 @@ else
     step "mmcv $MMCV_VERSION from prebuilt wheel $WHEEL"
     "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
   else
-    if [ "$MMCV_CUDA" = 1 ]; then
-      step "building mmcv $MMCV_VERSION with CUDA ops from source (about 5 minutes on 16 cores)"
-    else
-      step "building mmcv $MMCV_VERSION with its ops from source (about 10 minutes on 2 cores)"
-    fi
-    SRC="$TMP/mmcv-src"
-    "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary mmcv \
-      -c "$ROOT/requirements/constraints.txt" \
-      --no-build-isolation "mmcv==$MMCV_VERSION" -d "$SRC"
-    tar -xzf "$SRC"/mmcv-$MMCV_VERSION.tar.gz -C "$SRC"
-    # torch >= 2.14 headers need C++20; mmcv 2.1.0's setup.py hard-codes -std=c++17.
-    if "$PY" -c 'import sys, torch; v = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]); sys.exit(v < (2, 14))'; then
-      sed -i 's/-std=c++17/-std=c++20/g' "$SRC/mmcv-$MMCV_VERSION/setup.py"
-    fi
-    (cd "$SRC/mmcv-$MMCV_VERSION" && MMCV_WITH_OPS=1 MAX_JOBS=${MMCV_BUILD_JOBS:-$(nproc)} \
-      "${PIP[@]}" --no-deps --no-build-isolation .)
+    build_mmcv_from_source
   fi
   OPS=$(have_mmcv_ops) || {
     echo "[install] error: mmcv $MMCV_VERSION's ops do not work:" \
