@@ -95,6 +95,11 @@ def test_train_and_test_tools(demo_dir, tmp_path):
          str(work), '--cfg-options', 'train_cfg.max_iters=4'], cwd=demo_dir,
         capture_output=True, text=True, timeout=600)
     assert train.returncode == 0, train.stderr[-3000:]
+    # mmengine's set-up dump (environment, config, hooks) is in the log file, named in a line
+    console = train.stdout + train.stderr
+    assert 'System environment' not in console and 'Hooks will be executed' not in console
+    log = console.split('set-up (environment, config, hook order) and ')[1].split(': ')[1]
+    assert 'System environment' in Path(log.split(' (--verbose')[0]).read_text()
     out = tmp_path / 'metrics.json'
     test = subprocess.run(
         [sys.executable, str(ROOT / 'tools/test.py'), str(DEMOS['pose']), str(work / 'iter_4.pth'),
@@ -113,6 +118,7 @@ def test_train_and_test_tools(demo_dir, tmp_path):
          '--work-dir', str(work), '--verbose'], cwd=demo_dir, capture_output=True, text=True,
         timeout=600)
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in verbose.stdout
+    assert 'System environment' in verbose.stdout
     # the backbone in bf16, the heads in fp32: the same metrics, for comparing
     bf16 = subprocess.run(
         [sys.executable, str(ROOT / 'tools/test.py'), str(DEMOS['pose']), str(work / 'iter_4.pth'),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hrnet_mm.engine.quiet import capture_into_file, prints_into_log
+from hrnet_mm.engine.quiet import build_runner, capture_into_file, prints_into_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,3 +140,54 @@ def test_no_pkg_resources_notice_after_importing_hrnet_mm(module):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'pkg_resources' not in proc.stderr
+
+
+def _seg_demo_cfg(work_dir):
+    from hrnet_mm.engine.run_config import load_run_config
+    return load_run_config(str(ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'), None,
+                           'none', str(work_dir))
+
+
+def test_build_runner_keeps_the_set_up_dump_off_the_console(tmp_path, capsys):
+    """mmengine printed ~480 lines (environment, whole config, hook order) and mmseg two
+    deprecation warnings on the console of every tools/train.py and tools/test.py run."""
+    runner = build_runner(_seg_demo_cfg(tmp_path / 'quiet'))
+    runner.logger.warning('a warning after the set-up')  # the console handler works again
+    runner.logger.error('an error')
+    out = capsys.readouterr()
+    log = runner.logger.handlers[-1].baseFilename
+    assert out.err.splitlines()[0] == (
+        f'set-up (environment, config, hook order) and 2 third-party warnings: {log} '
+        '(--verbose prints them)')
+    assert 'System environment' not in out.out + out.err and 'Config:' not in out.out
+    assert 'a warning after the set-up' in out.out and 'an error' in out.out
+    text = Path(log).read_text()
+    for part in ('System environment:', 'Config:', "type='HRNetV2'",
+                 'Hooks will be executed in the following order', 'SafeCheckpointHook',
+                 'UserWarning: ``build_loss`` would be deprecated soon'):
+        assert part in text, part
+
+    build_runner(_seg_demo_cfg(tmp_path / 'verbose'), verbose=True)
+    out = capsys.readouterr()
+    assert 'System environment:' in out.out and 'Hooks will be executed' in out.out
+    assert 'set-up (' not in out.err
+
+
+def test_set_up_console_passes_warnings_and_prints_and_holds_info_lines():
+    import io
+
+    from hrnet_mm.engine.quiet import _SetupOffConsole
+    real = io.StringIO()
+    console = _SetupOffConsole(real)
+    logger = logging.getLogger('hrnet_mm_quiet_setup')
+    handler = logging.StreamHandler(console)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info('environment dump')
+        logger.warning('check this')
+        print('a plain print', file=console)
+    finally:
+        logger.removeHandler(handler)
+    assert real.getvalue() == 'check this\na plain print\n'
+    assert console.held == ['environment dump\n']

@@ -9,12 +9,11 @@ import json
 import sys
 
 from mmengine.config import DictAction
-from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401
 from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
-from hrnet_mm.engine.quiet import prints_into_log, verbose_option
+from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
 from hrnet_mm.weights import load_checkpoint_file
@@ -47,7 +46,7 @@ def main(argv=None) -> int:
     for warning in check_data(cfg, ('test', )):
         print(f'warning: {warning}', file=sys.stderr)
     cfg.load_from = args.checkpoint
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg, args.verbose)
     if args.backbone_precision != 'fp32':
         autocast_backbone(runner.model, args.backbone_precision)
     with prints_into_log(runner.logger, args.verbose) as sink:

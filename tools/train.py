@@ -11,12 +11,11 @@ import os
 import sys
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import apply_data_root, check_data, data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
-from hrnet_mm.engine.quiet import prints_into_log, verbose_option
+from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
 
@@ -61,7 +60,7 @@ def main(argv=None) -> int:
         print(f'warning: {warning}', file=sys.stderr)
     if cfg.get('load_from') and '://' not in cfg.load_from:
         load_checkpoint_file(cfg.load_from)
-    runner = Runner.from_cfg(cfg)
+    runner = build_runner(cfg, args.verbose)
     with prints_into_log(runner.logger, args.verbose) as sink:
         runner.train()
     sink.report()

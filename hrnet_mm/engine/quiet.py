@@ -8,11 +8,14 @@ away: it all goes to a log file, whose path is printed.
 - :func:`prints_into_log` (``tools/train.py``, ``tools/test.py``): while a Runner trains or
   tests, ``print`` output and third-party warnings go to the Runner's own log file; mmengine's
   log lines stay on the console as they are.
+- :func:`build_runner` (``tools/train.py``, ``tools/test.py``): ``Runner.from_cfg`` with its
+  set-up dump (environment, the whole config, the hook order: ~480 lines) and the libraries'
+  warnings while the model is built in the log file only, and one console line naming it.
 - :func:`capture_into_file` (the main job): everything a run prints, mmengine's log included,
   goes to one file; a :class:`ProgressBarHook` draws a progress bar on the real console.
 
 Example:
-    >>> runner = Runner.from_cfg(cfg)
+    >>> runner = build_runner(cfg)  # set-up and 2 third-party warnings: work_dirs/...log
     >>> with prints_into_log(runner.logger) as sink:
     ...     runner.test()
     >>> sink.report()   # evaluation output and 1 third-party warnings: work_dirs/...log
@@ -127,6 +130,74 @@ def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[L
         for h in consoles:
             h.removeFilter(notices)
         sink.flush()
+
+
+class _SetupOffConsole(io.TextIOBase):
+    """Stands for stdout while a Runner is built. What mmengine's console handler writes below
+    WARNING is held back (its file handler writes the same records); its warnings and errors,
+    and anything else printed, go to ``out``."""
+
+    def __init__(self, out: IO[str]) -> None:
+        super().__init__()
+        self.out, self.held = out, []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        caller = sys._getframe(1)
+        if caller.f_code is logging.StreamHandler.emit.__code__:
+            record = caller.f_locals.get('record')
+            if record is not None and record.levelno < logging.WARNING:
+                self.held.append(text)
+                return len(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def build_runner(cfg, verbose: bool = False):
+    """``Runner.from_cfg(cfg)`` without its set-up dump on the console.
+
+    mmengine logs the system and runtime environment, the whole config and the hook order
+    while it builds a Runner (~480 console lines), and the libraries warn while the model is
+    built (mmseg: "build_loss would be deprecated soon"). These go to the run's log file only
+    (warnings counted), and one stderr line names the file. WARNING and ERROR log lines, plain
+    prints and hrnet_mm's own warnings stay on the console. Without a log file (or with
+    ``verbose``) nothing is held back.
+
+    Example:
+        >>> runner = build_runner(cfg)
+        set-up (environment, config, hook order) and 2 third-party warnings: work_dirs/...log
+    """
+    from mmengine.runner import Runner
+    if verbose:
+        return Runner.from_cfg(cfg)
+    console = _SetupOffConsole(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(console), \
+                warnings.catch_warnings(record=True) as caught:
+            runner = Runner.from_cfg(cfg)
+    finally:
+        for _, handler in _handlers_on(console):
+            handler.setStream(console.out)  # mmengine's console handler: the real console again
+    files = [h for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
+    sink = LogSink([h.stream for h in files], files[0].baseFilename if files else None)
+    for w in caught:
+        if files and not osp.abspath(w.filename).startswith(_OWN + osp.sep):
+            sink.warnings += 1
+            sink.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno,
+                                              w.line))
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, line=w.line)
+    sink.flush()
+    if not files:  # nowhere else to read them
+        console.out.write(''.join(console.held))
+    elif console.held or sink.warnings:
+        print(f'set-up (environment, config, hook order) and {sink.warnings} third-party '
+              f'warnings: {sink.path} (--verbose prints them)', file=sys.stderr)
+    return runner
 
 
 def _handlers_on(stream: IO[str]) -> Iterator[tuple]:
