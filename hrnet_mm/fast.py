@@ -8,7 +8,8 @@ Inference (``model.eval()``):
 - :func:`export_onnx`: an ONNX file that onnxruntime runs within 1e-4 of PyTorch.
 - :func:`autocast_backbone`: a detector / segmentor / pose model's backbone (and neck) in bf16
   or fp16, its heads in fp32; ``tools/test.py --backbone-precision bf16`` measures what it
-  costs in accuracy.
+  costs in accuracy, and :func:`rounding_noise` (``tools/precision_check.py``) what random
+  noise of the same size costs, to tell the two apart.
 
 Training: ``HRNetV2(channels_last=True)``, ``with_cp=True`` (memory), AMP through
 ``torch.autocast`` (bf16, or fp16 with the fusion sums accumulated in float32 so they cannot
@@ -19,8 +20,9 @@ Example:
     >>> model(torch.rand(1, 3, 512, 1024))[0].shape
     torch.Size([1, 18, 128, 256])
 """
+import contextlib
 import functools
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -126,22 +128,18 @@ def autocast_backbone(model: nn.Module, precision: str = 'bf16') -> nn.Module:
 
     The heads, box decoding, NMS and the evaluation stay in fp32: mmcv's CPU ``nms`` rejects
     bf16 boxes, so autocasting a whole mmdet detector (mmengine's ``TestLoop(fp16=True)``)
-    fails, and heatmap decoding is where reduced precision costs most. Parameter names and the
-    checkpoint layout do not change. ``tools/test.py --backbone-precision`` uses it.
+    fails. Parameter names and the checkpoint layout do not change.
+    ``tools/test.py --backbone-precision`` uses it; ``tools/precision_check.py`` compares its
+    metrics with fp32 and with :func:`rounding_noise` of the same size.
 
     Example:
         >>> detector = autocast_backbone(detector, 'bf16')  # then runner.test() as usual
     """
     if precision not in AUTOCAST_DTYPES:
         raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
-    model = getattr(model, 'module', model)  # under DistributedDataParallel
-    if not isinstance(getattr(model, 'backbone', None), nn.Module):
-        raise ValueError(f'{type(model).__name__} has no backbone module: autocast_backbone is '
-                         'for mmdet / mmseg / mmpose / mmpretrain models')
     dtype = AUTOCAST_DTYPES[precision]
-    for name in ('backbone', 'neck'):
-        part = getattr(model, name, None)
-        if isinstance(part, nn.Module) and not hasattr(part, '_full_precision_forward'):
+    for part in _backbone_parts(model):
+        if not hasattr(part, '_full_precision_forward'):
             part._full_precision_forward = part.forward
             part.forward = _autocast_forward(part.forward, dtype)
     return model
@@ -155,3 +153,60 @@ def _autocast_forward(forward, dtype: torch.dtype):
             out = forward(x, *args, **kwargs)
         return _to_float32(out)
     return run
+
+
+def _backbone_parts(model: nn.Module):
+    """``model.backbone`` and ``model.neck`` (where there is one); one-line error otherwise."""
+    model = getattr(model, 'module', model)  # under DistributedDataParallel
+    if not isinstance(getattr(model, 'backbone', None), nn.Module):
+        raise ValueError(f'{type(model).__name__} has no backbone module: this is for mmdet / '
+                         'mmseg / mmpose / mmpretrain models')
+    return [p for p in (model.backbone, getattr(model, 'neck', None)) if isinstance(p, nn.Module)]
+
+
+@contextlib.contextmanager
+def rounding_noise(model: nn.Module, precision: str = 'bf16', seed: int = 0) -> Iterator[None]:
+    """Inside, ``model.backbone`` (and ``model.neck``) computes in fp32 with random errors the
+    size of the ones rounding to ``precision`` makes, where autocast rounds: every weight,
+    every convolution's input, every layer's output, each multiplied by ``1 + u * U(-1, 1)``
+    with ``u`` that precision's unit roundoff (bf16 2**-8, fp16 2**-11). On exit the model is
+    as before, weights bit-equal.
+
+    It tells whether a metric's change under :func:`autocast_backbone` is that precision's
+    general cost on this model and data: evaluate a few ``seed``s inside, and compare
+    (``tools/precision_check.py``).
+
+    Example:
+        >>> with rounding_noise(pose_model, 'bf16', seed=1):
+        ...     metrics = runner.test()
+    """
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
+    u = torch.finfo(AUTOCAST_DTYPES[precision]).eps / 2
+    g = torch.Generator().manual_seed(seed)
+
+    def noisy(t: Any) -> Any:
+        if torch.is_tensor(t) and t.is_floating_point():
+            return t * (1 + u * (torch.rand(t.shape, generator=g) * 2 - 1).to(t))
+        if isinstance(t, (tuple, list)):
+            return type(t)(noisy(x) for x in t)
+        return t
+
+    parts = _backbone_parts(model)
+    layers = [m for part in parts for m in part.modules() if not list(m.children())]
+    weights = [p for part in parts for p in part.parameters()]
+    saved = [w.detach().clone() for w in weights]
+    hooks = [m.register_forward_hook(lambda m, args, out: noisy(out)) for m in layers]
+    hooks += [m.register_forward_pre_hook(lambda m, args: noisy(tuple(args)))
+              for m in layers if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            for w in weights:
+                w.copy_(noisy(w))
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        with torch.no_grad():
+            for w, value in zip(weights, saved):
+                w.copy_(value)

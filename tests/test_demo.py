@@ -125,7 +125,18 @@ def test_train_and_test_tools(demo_dir, tmp_path):
          '--work-dir', str(work), '--backbone-precision', 'bf16', '--out', str(out)],
         cwd=demo_dir, capture_output=True, text=True, timeout=600)
     assert bf16.returncode == 0, bf16.stderr[-3000:]
-    assert 'coco/AP' in json.loads(out.read_text())
+    bf16_ap = 100 * json.loads(out.read_text())['coco/AP']
+    # fp32, bf16 and fp32 with bf16-sized rounding noise, side by side
+    check = subprocess.run(
+        [sys.executable, str(ROOT / 'tools/precision_check.py'), str(DEMOS['pose']),
+         str(work / 'iter_4.pth'), '--work-dir', str(work), '--draws', '2', '--out', str(out)],
+        cwd=demo_dir, capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result['metric'] == 'coco/AP' and len(result['noise']) == 2
+    assert result['bf16'] == pytest.approx(bf16_ap)  # what tools/test.py measured
+    assert check.stdout.splitlines()[-1].startswith('bf16 changes coco/AP by ')
+    assert 'Average Precision' not in check.stdout + check.stderr
     # resuming from the work dir (mmengine's checkpoint, loaded with weights_only=True)
     resume = subprocess.run(
         [sys.executable, str(ROOT / 'tools/train.py'), str(DEMOS['pose']), '--work-dir',

@@ -10,7 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from hrnet_mm import HRNetV2
 from hrnet_mm.bench import build_pair, format_table, peak_memory_mib, run
 from hrnet_mm.fast import (autocast_backbone, export_onnx, fuse_conv_bn,
-                           optimize_for_inference)
+                           optimize_for_inference, rounding_noise)
 from hrnet_mm.models.blocks import BasicBlock
 from hrnet_mm.models.fusion import FP16_MAX, HRModule
 
@@ -263,6 +263,45 @@ def test_autocast_backbone_runs_backbone_and_neck_in_bf16_and_hands_on_float32()
         autocast_backbone(model, 'int8')
     with pytest.raises(ValueError, match='Linear has no backbone module'):
         autocast_backbone(nn.Linear(2, 2))
+
+
+def test_rounding_noise_perturbs_by_the_rounding_step_and_restores_the_model():
+    class Pose(nn.Module):  # a model with a backbone, as mmpose's TopdownPoseEstimator
+        def __init__(self):
+            super().__init__()
+            self.backbone = HRNetV2(arch='w18_small_v1', representation='v1')
+            self.head = nn.Conv2d(16, 3, 1)
+
+    model = randomize(Pose()).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(1, 3, 64, 64)
+
+    def out():
+        with torch.no_grad():
+            return model.backbone(x)[0]
+
+    ref = out()
+    scale = ref.abs().max().item()
+    diffs = {}
+    for precision in ('bf16', 'fp16'):
+        with rounding_noise(model, precision, seed=3):
+            noisy = out()
+            assert out().ne(noisy).any()  # new noise on every forward
+        with rounding_noise(model, precision, seed=3):
+            assert torch.equal(out(), noisy)  # a seed is one draw
+        diffs[precision] = (noisy - ref).abs().max().item() / scale
+    # bf16's step (2**-8) is 8x fp16's: errors of about that size, not more, not zero
+    assert 1e-4 < diffs['bf16'] < 5e-2 and 1e-5 < diffs['fp16'] < diffs['bf16'] / 3
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-equal on exit
+    assert torch.equal(out(), ref)  # and no hook left behind
+    assert model.head.weight.equal(before['head.weight'])  # the head was never touched
+    with pytest.raises(ValueError, match=r"precision='int8': one of \['bf16', 'fp16'\]"):
+        with rounding_noise(model, 'int8'):
+            pass
+    with pytest.raises(ValueError, match='Linear has no backbone module'):
+        with rounding_noise(nn.Linear(2, 2)):
+            pass
 
 
 @pytest.mark.slow

@@ -198,3 +198,47 @@ def test_train_tool_unusable_work_dir_and_bad_option_in_one_line(demo_dir, tmp_p
     line = _error_line(_tool('train', SEG, '--work-dir', tmp_path / 'w', '--cfg-options',
                              'model.backbone.arch=w99', cwd=demo_dir))
     assert "arch='w99' is not known; allowed: [" in line
+
+
+def _precision_check_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('precision_check',
+                                                  ROOT / 'tools/precision_check.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precision_check_verdict_and_metric_choice():
+    pc = _precision_check_module()
+    result = dict(metric='coco/AP', precision='bf16', fp32=63.77, bf16=61.94,
+                  noise=[63.7, 62.16, 64.55])
+    assert pc.summary(result).splitlines() == [
+        'coco/AP: fp32 63.77',
+        'coco/AP: bf16 backbone 61.94 (-1.83)',
+        'coco/AP: fp32 with bf16-sized rounding noise, 3 draws: mean 63.47 (-0.30; -1.61 to '
+        '+0.78)',
+        "bf16 changes coco/AP by -1.83: beyond the noise draws' range"]
+    assert pc.summary(dict(result, bf16=62.5)).endswith("-1.27: within the noise draws' range")
+    metrics = {'aAcc': 90.0, 'mIoU': 50.0}
+    assert pc.pick_metric(metrics) == 'mIoU' and pc.pick_metric(metrics, 'aAcc') == 'aAcc'
+    assert pc.pick_metric({'acc': 1.0}) == 'acc'
+    with pytest.raises(ValueError, match=r"--metric 'coco/AP': the evaluator reports "
+                                         r"\['aAcc', 'mIoU'\]"):
+        pc.pick_metric(metrics, 'coco/AP')
+    assert pc.metric_scale('coco/AP') == (100, '%') and pc.metric_scale('mIoU') == (1, '%')
+    assert pc.metric_scale('EPE') == (1, '')
+
+
+def test_precision_check_refuses_bad_weights_and_a_wrong_metric_in_one_line(demo_dir, tmp_path):
+    ckpt = _ckpt(tmp_path / 'nan.pth', _model(),
+                 lambda s: s['backbone.conv1.weight'].fill_(float('nan')))
+    line = _error_line(_tool('precision_check', SEG, ckpt, '--work-dir', tmp_path / 'w',
+                             cwd=demo_dir))
+    assert f'{ckpt}: 1 tensors hold NaN or Inf' in line
+    ckpt = _ckpt(tmp_path / 'ok.pth', _model())
+    line = _error_line(_tool('precision_check', SEG, ckpt, '--work-dir', tmp_path / 'w',
+                             '--metric', 'coco/AP', cwd=demo_dir))
+    assert "--metric 'coco/AP': the evaluator reports ['aAcc', 'mAcc', 'mIoU']" in line
+    proc = _tool('precision_check', SEG, ckpt, '--draws', '0', cwd=demo_dir)
+    assert proc.returncode == 2 and 'error: --draws 0: at least 1' in proc.stderr

@@ -58,11 +58,15 @@ done
 if [ "$MMCV_CUDA" = 1 ]; then
   GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
   SRC=$(mktemp -d)
+  trap 'rm -rf "$SRC"' EXIT
   tar -xzf "$DIR"/mmcv-*.tar.gz -C "$SRC"
+  # torch's CUDA headers include cusparse.h / cublas_v2.h, which a toolkit with only the
+  # compiler lacks; torch's own nvidia wheels carry them.
+  NV_INCLUDE=$("$GPY" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "include"))' 2>/dev/null || true)
+  [ -d "$NV_INCLUDE" ] && export CPATH=$NV_INCLUDE${CPATH:+:$CPATH}
   (cd "$SRC"/mmcv-* && MMCV_WITH_OPS=1 FORCE_CUDA=1 \
      TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
      "$GPY" setup.py -q bdist_wheel -d "$DIR/cuda")
-  rm -rf "$SRC"
 fi
 
 echo "gpu_wheels: $(find "$DIR" -type f | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR"
