@@ -129,6 +129,8 @@ class Row:
     train_img_s: Optional[float] = None
     train_peak_mib: Optional[float] = None
     max_abs_diff: Optional[float] = None
+    #: seconds of the first call per mode: compiling (and CUDA graph capture) included
+    first_call_s: Dict[str, float] = field(default_factory=dict)
     profile: Dict[str, dict] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
@@ -187,22 +189,31 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device,
 
 
 def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device,
-                      warmup: int, repeats: int,
-                      progress: Callable[[str], None]) -> Dict[str, float]:
-    """Median seconds per call of each step, the steps taking turns."""
+                      warmup: int, repeats: int, progress: Callable[[str], None],
+                      first: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+    """Median seconds per call of each step, the steps taking turns; ``first`` (if given)
+    gets each step's first call in seconds (a warm-up, or the first repeat)."""
+
+    def timed(step: Callable[[], None]) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        step()
+        _sync(device)
+        return time.perf_counter() - start
+
     for i in range(warmup):
         for name, step in steps.items():
             progress(f'warm-up {i + 1}/{warmup}: {name}')
-            step()
+            t = timed(step)
+            if i == 0 and first is not None:
+                first[name] = t
     times: Dict[str, List[float]] = {name: [] for name in steps}
     for r in range(repeats):
         for name, step in steps.items():
             progress(f'repeat {r + 1}/{repeats}: {name}')
-            _sync(device)
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(timed(step))
+            if r == 0 and warmup == 0 and first is not None:
+                first[name] = times[name][0]
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -405,9 +416,11 @@ def _measure_training(models: Dict[str, nn.Module], dev, x, rows, warmup, repeat
 def _measure(steps, models, optims, mode, dev, x, rows, warmup, repeats, memory, profile,
              progress) -> None:
     batch = x.shape[0]
-    seconds = _time_interleaved(steps, dev, warmup, repeats, progress)
+    first: Dict[str, float] = {}
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first)
     for name, sec in seconds.items():
         setattr(rows[name], f'{mode}_img_s', batch / sec)
+        rows[name].first_call_s[mode] = round(first[name], 3)
     if memory:
         for name, step in steps.items():
             progress(f'{mode} memory: {name}')
@@ -481,6 +494,19 @@ def _fast_vs_stock_fast(results: dict) -> List[str]:
     return out
 
 
+#: Fast paths that compile: their first call includes the compile (and CUDA graph capture).
+COMPILING = ('compile', 'freeze', 'cudagraphs')
+
+
+def _first_calls(rows: List[dict]) -> List[str]:
+    """One line with the first call of each compiled row: what compiling costs before the
+    speed shows (JSON files of earlier runs have no such figures)."""
+    parts = [f"{r['name']} {mode} {sec:.1f} s" for r in rows
+             if any(c in r['name'] for c in COMPILING)
+             for mode, sec in (r.get('first_call_s') or {}).items()]
+    return ['', 'First call, compiling included: ' + '; '.join(parts)] if parts else []
+
+
 def format_table(results: dict) -> str:
     """A Markdown table; ratios are against the baseline reference (first in the list)."""
     rows = results['rows']
@@ -512,6 +538,7 @@ def format_table(results: dict) -> str:
             f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} | "
             f"{achieved(results, r, 'infer', prec)} | {achieved(results, r, 'train', prec)} |")
     lines += _fast_vs_stock_fast(results)
+    lines += _first_calls(rows)
     peaks = results.get('peak') or {}
     if 'gmacs_per_image' in results:
         lines += ['', f"GFLOP/s = 2 x {results['gmacs_per_image']:.2f} G multiply-adds per "

@@ -125,9 +125,11 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
         models[fast_name] = use_channels_last(copy.deepcopy(models[name]))
         rows[fast_name] = Row(fast_name, precision)
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
-    seconds = _time_interleaved(steps, dev, warmup, repeats, progress)
+    first: Dict[str, float] = {}
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first)
     for name, sec in seconds.items():
         rows[name].train_img_s = batch / sec
+        rows[name].first_call_s['train'] = round(first[name], 3)
         if memory:
             progress(f'training memory: {name}')
             rows[name].train_peak_mib = peak_memory_mib(steps[name], dev, [models[name]],

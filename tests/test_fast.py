@@ -202,6 +202,32 @@ def test_benchmark_runs_and_reports(tmp_path):
     assert ('\nhrnet_mm fast [fold, channels_last] against mmseg fast [fold, channels_last] (the '
             f'stock model with the same generic tools): infer {infer:.2f}x, train {train:.2f}x\n'
             ) in table
+    # no warm-up: the first call is the one timed repeat
+    assert rows['mmseg']['first_call_s']['infer'] == pytest.approx(
+        1 / rows['mmseg']['infer_img_s'], abs=1e-3)
+    assert 'First call' not in table  # nothing compiled
+
+
+def test_benchmark_reports_the_first_call_of_compiled_rows():
+    import time as _time
+
+    from hrnet_mm.bench import _first_calls, _time_interleaved
+    calls = []
+
+    def step():  # slow once, like a compile
+        _time.sleep(0.2 if not calls else 0.001)
+        calls.append(1)
+
+    first = {}
+    median = _time_interleaved({'a': step}, torch.device('cpu'), 1, 3, lambda m: None, first)
+    assert first['a'] >= 0.2 and median['a'] < 0.1 and len(calls) == 4
+    rows = [dict(name='mmseg', first_call_s={'infer': 0.9}),
+            dict(name='hrnet_mm fast [channels_last, compile]', first_call_s={'infer': 65.23,
+                                                                              'train': 120.0})]
+    assert _first_calls(rows) == ['', 'First call, compiling included: hrnet_mm fast '
+                                      '[channels_last, compile] infer 65.2 s; hrnet_mm fast '
+                                      '[channels_last, compile] train 120.0 s']
+    assert _first_calls([dict(name='x [compile]')]) == []  # JSON of an earlier run
 
 
 def test_benchmark_fast_precision_and_profile():
@@ -316,6 +342,10 @@ def test_benchmark_freeze_rows_compute_the_same():
     for name in ('hrnet_mm fast [fold, channels_last, freeze]',
                  'mmseg fast [fold, channels_last, freeze]'):
         assert rows[name]['max_abs_diff'] <= 1e-4 and rows[name]['infer_img_s'] > 0
+        # compiling happened in the first call, which the table names
+        assert rows[name]['first_call_s']['infer'] > 1 / rows[name]['infer_img_s']
+        assert f"{name} infer {rows[name]['first_call_s']['infer']:.1f} s" in format_table(
+            results)
 
 
 @pytest.mark.slow

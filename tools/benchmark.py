@@ -11,7 +11,9 @@ training step (forward, backward, SGD step) with the models taking turns, and me
 memory. With --fast, the first reference also runs with the same generic tools (mmcv's
 fuse_conv_bn, channels_last, torch.compile, AMP with --fast-precision): the strongest
 thing a user could do instead.
-Prints a Markdown table (ratios against the first reference) and writes JSON.
+Prints a Markdown table (ratios against the first reference) and writes JSON. Rows that compile
+also report their first call (compiling and CUDA graph capture included): the wait before the
+speed shows.
 """
 import argparse
 import json
