@@ -6,10 +6,10 @@
 Evaluates the checkpoint (the config's test set and evaluator) three ways: in fp32; with the
 backbone and neck under autocast in ``--precision`` (``hrnet_mm.fast.autocast_backbone``, the
 heads in fp32, as ``tools/test.py --backbone-precision`` does); and ``--draws`` times in fp32
-with random errors of that precision's rounding step on every backbone convolution's weights
-and inputs (``hrnet_mm.fast.rounding_noise``). A reduced-precision change within the draws'
-range is the precision's general cost on this model and data; one beyond it points at a
-specific place to look.
+with random errors of that precision's rounding step on every weight, convolution input and
+layer output of the backbone and neck (``hrnet_mm.fast.rounding_noise``). A reduced-precision
+change within the draws' range is the precision's general cost on this model and data; one
+well beyond it points at a specific place to look (docs/benchmarks.md: the pose demo).
 """
 import argparse
 import json
