@@ -50,23 +50,45 @@ done
 "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
   --no-build-isolation -d "$DIR" "$(pin mmcv)" "$(pin xtcocotools)"
 
-# --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda (its size
-# is not measured yet: it must fit the 64 MiB a device call carries); tools/gpu_check.sh then
-# installs it instead of building there, which saves ~5 minutes of GPU time. Needs GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0),
-# nvcc 13.x, and TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: 7 of its 136
-# compile units took 7 minutes here beside other work (about 2 hours in all, not measured).
+# --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda;
+# tools/gpu_check.sh then installs it instead of building there, which saves ~5 minutes of GPU
+# time (if it does not work there, tools/install.sh builds from source after all). Needs
+# GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0), nvcc 13.x, and
+# TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: about 45 minutes here beside
+# other work (2026-11-26, 136 compile units); the wheel is 6 MB.
 if [ "$MMCV_CUDA" = 1 ]; then
   GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
   SRC=$(mktemp -d)
   trap 'rm -rf "$SRC"' EXIT
   tar -xzf "$DIR"/mmcv-*.tar.gz -C "$SRC"
+  # The toolkit as nvcc itself reports it: torch guesses CUDA_HOME from nvcc's folder, which
+  # is wrong for a wrapper script such as /usr/local/bin/nvcc.
+  if [ ! -f "${CUDA_HOME:-/nonexistent}/include/cuda_runtime_api.h" ]; then
+    CUDA_HOME=$(readlink -f "$(nvcc -v --dryrun -x cu -c /dev/null -o /dev/null 2>&1 |
+                                sed -n 's/^#\$ TOP=//p' | head -n 1)")
+  fi
+  export CUDA_HOME
   # torch's CUDA headers include cusparse.h / cublas_v2.h, which a toolkit with only the
-  # compiler lacks; torch's own nvidia wheels carry them.
+  # compiler lacks; torch's own nvidia wheels carry them. Only the headers the toolkit lacks
+  # are added (the wheels' cuda_runtime_api.h is incomplete and must not shadow the toolkit's).
   NV_INCLUDE=$("$GPY" -c 'import nvidia, os; print(os.path.join(list(nvidia.__path__)[0], "cu13", "include"))' 2>/dev/null || true)
-  [ -d "$NV_INCLUDE" ] && export CPATH=$NV_INCLUDE${CPATH:+:$CPATH}
+  if [ -d "$NV_INCLUDE" ]; then
+    mkdir -p "$SRC/include"
+    for f in "$NV_INCLUDE"/*; do
+      [ -e "$CUDA_HOME/include/$(basename "$f")" ] || ln -s "$f" "$SRC/include/"
+    done
+    export CPATH=$SRC/include${CPATH:+:$CPATH}
+  fi
   (cd "$SRC"/mmcv-* && MMCV_WITH_OPS=1 FORCE_CUDA=1 \
      TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=$(nproc) \
-     "$GPY" setup.py -q bdist_wheel -d "$DIR/cuda")
+     "$GPY" setup.py -q bdist_wheel -d "$SRC/dist")
+  # mmcv compiles with -g: the debug sections are 3/4 of the extension (a 38 MB wheel, 6 MB
+  # without them), and the wheel travels to the GPU machine within a 64 MiB limit.
+  "$GPY" -m wheel unpack "$SRC"/dist/mmcv-*.whl -d "$SRC/unpacked" > /dev/null
+  find "$SRC/unpacked" -name '*.so' -exec strip --strip-debug {} +
+  mkdir -p "$DIR/cuda"
+  "$GPY" -m wheel pack "$SRC"/unpacked/mmcv-* -d "$DIR/cuda" > /dev/null
+  ls -l "$DIR"/cuda/mmcv-*.whl
 fi
 
 echo "gpu_wheels: $(find "$DIR" -type f | wc -l) files, $(du -sh "$DIR" | cut -f1) in $DIR"
