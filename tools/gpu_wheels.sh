@@ -54,8 +54,8 @@ done
 # tools/gpu_check.sh then installs it instead of building there, which saves ~5 minutes of GPU
 # time (if it does not work there, tools/install.sh builds from source after all). Needs
 # GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0), nvcc 13.x, and
-# TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: about 45 minutes here beside
-# other work (2026-11-26, 136 compile units); the wheel is 6 MB.
+# TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: 28 minutes here
+# (2026-11-26, 136 compile units); the wheel is 6 MB.
 if [ "$MMCV_CUDA" = 1 ]; then
   GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
   SRC=$(mktemp -d)
