@@ -193,3 +193,20 @@ def test_set_up_console_passes_warnings_and_prints_and_holds_info_lines():
         logger.removeHandler(handler)
     assert real.getvalue() == 'check this\na plain print\n'
     assert console.held == ['environment dump\n']
+
+
+def test_build_runner_that_fails_still_shows_the_warnings_raised_on_the_way(monkeypatch):
+    from mmengine.runner import Runner
+
+    def failing(cfg):
+        _third_party_warning('this option is going away')
+        raise KeyError('NoSuchModel is not in the model registry')
+
+    monkeypatch.setattr(Runner, 'from_cfg', staticmethod(failing))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter('always')
+        with pytest.raises(KeyError, match='NoSuchModel'):
+            build_runner(dict())
+    assert [str(w.message) for w in seen] == ['this option is going away']
+    from hrnet_mm.engine.quiet import _SetupOffConsole
+    assert not isinstance(sys.stdout, _SetupOffConsole)  # the console is back

@@ -175,10 +175,15 @@ def build_runner(cfg, verbose: bool = False):
     if verbose:
         return Runner.from_cfg(cfg)
     console = _SetupOffConsole(sys.stdout)
+    caught: list = []
     try:
         with contextlib.redirect_stdout(console), \
                 warnings.catch_warnings(record=True) as caught:
             runner = Runner.from_cfg(cfg)
+    except BaseException:
+        for w in caught:  # they may say why it failed
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno, line=w.line)
+        raise
     finally:
         for _, handler in _handlers_on(console):
             handler.setStream(console.out)  # mmengine's console handler: the real console again
