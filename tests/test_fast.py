@@ -336,13 +336,13 @@ def test_benchmark_freeze_rows_compute_the_same():
     torch._dynamo.reset()
     results = run(arch='w18_small_v1', representation='branches', batch=1, size=(64, 64),
                   references=('mmseg', ), modes=('infer', ),
-                  fast=('fold', 'channels_last', 'freeze'), warmup=0, repeats=1, memory=False,
+                  fast=('fold', 'channels_last', 'freeze'), warmup=0, repeats=2, memory=False,
                   progress=lambda msg: None)
     rows = {r['name']: r for r in results['rows']}
     for name in ('hrnet_mm fast [fold, channels_last, freeze]',
                  'mmseg fast [fold, channels_last, freeze]'):
         assert rows[name]['max_abs_diff'] <= 1e-4 and rows[name]['infer_img_s'] > 0
-        # compiling happened in the first call, which the table names
+        # compiling happened in the first call (of two timed ones), which the table names
         assert rows[name]['first_call_s']['infer'] > 1 / rows[name]['infer_img_s']
         assert f"{name} infer {rows[name]['first_call_s']['infer']:.1f} s" in format_table(
             results)
