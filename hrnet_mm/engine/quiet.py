@@ -61,6 +61,17 @@ class LogSink(io.TextIOBase):
                   '(--verbose prints them)', file=sys.stderr)
 
 
+def _is_own(filename: str) -> bool:
+    """Whether a warning comes from hrnet_mm's own code (it stays on the console)."""
+    return osp.abspath(filename).startswith(_OWN + osp.sep)
+
+
+def _file_sink(logger: logging.Logger) -> LogSink:
+    """A sink into ``logger``'s log file(s) (``path`` None and no streams when it has none)."""
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    return LogSink([h.stream for h in files], files[0].baseFilename if files else None)
+
+
 @contextlib.contextmanager
 def _warnings_into(sink: LogSink) -> Iterator[None]:
     """Warnings raised by code outside hrnet_mm go to ``sink`` (and are counted); hrnet_mm's own
@@ -69,7 +80,7 @@ def _warnings_into(sink: LogSink) -> Iterator[None]:
         console = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if osp.abspath(filename).startswith(_OWN + osp.sep):
+            if _is_own(filename):
                 return console(message, category, filename, lineno, file, line)
             sink.warnings += 1
             sink.write(warnings.formatwarning(message, category, filename, lineno, line))
@@ -114,11 +125,10 @@ def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[L
     mmengine's console handler keeps the stream it was created with, so its log lines still
     reach the console. Without a file handler (or with ``verbose``) nothing is redirected.
     """
-    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
-    if verbose or not files:
+    sink = _file_sink(logger)
+    if verbose or not sink.path:
         yield LogSink([], None)
         return
-    sink = LogSink([h.stream for h in files], files[0].baseFilename)
     consoles = [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]
     notices = _NoticesOffConsole(sink)
     for h in consoles:
@@ -187,17 +197,16 @@ def build_runner(cfg, verbose: bool = False):
     finally:
         for _, handler in _handlers_on(console):
             handler.setStream(console.out)  # mmengine's console handler: the real console again
-    files = [h for h in runner.logger.handlers if isinstance(h, logging.FileHandler)]
-    sink = LogSink([h.stream for h in files], files[0].baseFilename if files else None)
+    sink = _file_sink(runner.logger)
     for w in caught:
-        if files and not osp.abspath(w.filename).startswith(_OWN + osp.sep):
+        if sink.path and not _is_own(w.filename):
             sink.warnings += 1
             sink.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno,
                                               w.line))
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, line=w.line)
     sink.flush()
-    if not files:  # nowhere else to read them
+    if not sink.path:  # nowhere else to read them
         console.out.write(''.join(console.held))
     elif console.held or sink.warnings:
         print(f'set-up (environment, config, hook order) and {sink.warnings} third-party '
