@@ -114,6 +114,13 @@ def export_onnx(model: nn.Module, path: str, input_size: Sequence[int] = (1, 3, 
 AUTOCAST_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
+def _autocast_dtype(precision: str) -> torch.dtype:
+    """The dtype of ``precision`` ('bf16' / 'fp16'); a one-line error for anything else."""
+    if precision not in AUTOCAST_DTYPES:
+        raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
+    return AUTOCAST_DTYPES[precision]
+
+
 def _to_float32(out: Any) -> Any:
     if torch.is_tensor(out):
         return out.float() if out.is_floating_point() else out
@@ -135,9 +142,7 @@ def autocast_backbone(model: nn.Module, precision: str = 'bf16') -> nn.Module:
     Example:
         >>> detector = autocast_backbone(detector, 'bf16')  # then runner.test() as usual
     """
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
-    dtype = AUTOCAST_DTYPES[precision]
+    dtype = _autocast_dtype(precision)
     for part in _backbone_parts(model):
         if not hasattr(part, '_full_precision_forward'):
             part._full_precision_forward = part.forward
@@ -180,9 +185,7 @@ def rounding_noise(model: nn.Module, precision: str = 'bf16', seed: int = 0) -> 
         >>> with rounding_noise(pose_model, 'bf16', seed=1):
         ...     metrics = runner.test()
     """
-    if precision not in AUTOCAST_DTYPES:
-        raise ValueError(f'precision={precision!r}: one of {list(AUTOCAST_DTYPES)}')
-    u = torch.finfo(AUTOCAST_DTYPES[precision]).eps / 2
+    u = torch.finfo(_autocast_dtype(precision)).eps / 2
     g = torch.Generator().manual_seed(seed)
 
     def noisy(t: Any) -> Any:
