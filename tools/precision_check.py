@@ -20,12 +20,11 @@ import sys
 from mmengine.config import DictAction
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
-from hrnet_mm.data import apply_data_root, check_data, data_root_option
+from hrnet_mm.data import data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
-from hrnet_mm.engine.quiet import build_runner, prints_into_log
-from hrnet_mm.engine.run_config import load_run_config
+from hrnet_mm.engine.quiet import prints_into_log
+from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone, rounding_noise
-from hrnet_mm.weights import load_checkpoint_file
 
 #: The headline metric of each library's evaluator, in order of preference.
 PRIMARY = ('coco/AP', 'coco/bbox_mAP', 'mIoU', 'accuracy/top1', 'PCK', 'AUC')
@@ -90,15 +89,10 @@ def summary(result: dict) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    load_checkpoint_file(args.checkpoint)  # one line for a broken or unsafe file
     work_dir = args.work_dir or osp.join('work_dirs/precision_check',
                                          osp.splitext(osp.basename(args.config))[0])
-    cfg = load_run_config(args.config, args.cfg_options, 'none', work_dir)
-    apply_data_root(cfg, args.data_root)
-    for warning in check_data(cfg, ('test', )):
-        print(f'warning: {warning}', file=sys.stderr)
-    cfg.load_from = args.checkpoint
-    runner = build_runner(cfg)
+    runner = build_test_runner(args.config, args.checkpoint, args.cfg_options, 'none', work_dir,
+                               args.data_root)
     runs = ['fp32'] + [f'noise {i + 1}/{args.draws}' for i in range(args.draws)] + [args.precision]
     values, key = {}, None
     with prints_into_log(runner.logger) as sink:

@@ -11,12 +11,11 @@ import sys
 from mmengine.config import DictAction
 
 import hrnet_mm  # noqa: F401
-from hrnet_mm.data import apply_data_root, check_data, data_root_option
+from hrnet_mm.data import data_root_option
 from hrnet_mm.engine.cli import add_debug_flag, run_tool
-from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
-from hrnet_mm.engine.run_config import load_run_config
+from hrnet_mm.engine.quiet import prints_into_log, verbose_option
+from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
-from hrnet_mm.weights import load_checkpoint_file
 
 
 def parse_args(argv=None):
@@ -39,14 +38,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # one line now for a broken checkpoint or dataset, not a traceback in the middle of the run
-    load_checkpoint_file(args.checkpoint)
-    cfg = load_run_config(args.config, args.cfg_options, args.launcher, args.work_dir)
-    apply_data_root(cfg, args.data_root)
-    for warning in check_data(cfg, ('test', )):
-        print(f'warning: {warning}', file=sys.stderr)
-    cfg.load_from = args.checkpoint
-    runner = build_runner(cfg, args.verbose)
+    runner = build_test_runner(args.config, args.checkpoint, args.cfg_options, args.launcher,
+                               args.work_dir, args.data_root, args.verbose)
     if args.backbone_precision != 'fp32':
         autocast_backbone(runner.model, args.backbone_precision)
     with prints_into_log(runner.logger, args.verbose) as sink:
