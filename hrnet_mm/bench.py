@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from .complexity import count
 from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
+from .padding import pad_channels as pad_model_channels
 from .peak import device_peak
 
 PRECISIONS = {'fp32': torch.float32, **AUTOCAST_DTYPES}
@@ -291,8 +292,12 @@ def _stock_fast(ref: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
     return _compiled(model, fast)
 
 
-def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
+def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str,
+               pad: Optional[int] = None) -> nn.Module:
+    """HRNetV2 with the fast paths, and (``pad``) its channels padded to that multiple."""
     model = copy.deepcopy(ours)
+    if pad:
+        pad_model_channels(model, pad)
     if mode == 'infer':
         model = optimize_for_inference(model, fuse_bn='fold' in fast,
                                        channels_last='channels_last' in fast)
@@ -307,12 +312,15 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         fast: Sequence[str] = ('fold', 'channels_last'), with_cp: bool = False,
         warmup: int = 1, repeats: int = 5, memory: bool = True,
         fast_precision: Optional[str] = None, stock_fast: bool = True,
-        profile: bool = False, progress: Callable[[str], None] = print) -> dict:
+        pad_channels: Optional[int] = None, profile: bool = False,
+        progress: Callable[[str], None] = print) -> dict:
     """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``).
 
     Rows: each reference and HRNetV2 with its weights (plain, ``precision``); with ``fast``,
     HRNetV2 with those fast paths and (``stock_fast``) the first reference with the same
-    generic tools, both in ``fast_precision`` (default ``precision``); ``with_cp`` adds a
+    generic tools, both in ``fast_precision`` (default ``precision``); ``pad_channels`` adds
+    the fast HRNetV2 with its channels padded to that multiple (:mod:`hrnet_mm.padding`, an
+    HRNet-specific path that the stock model has no counterpart of); ``with_cp`` adds a
     training row. ``profile`` adds :func:`profile_step`'s figures for every row.
     """
     dev = torch.device(device)
@@ -337,26 +345,34 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                                                max_abs_diff=diff)
         if diff > tol:
             raise RuntimeError(f'{lib} and hrnet_mm disagree: max abs diff {diff:.3g} > {tol}')
-    label = f'[{", ".join(fast)}]' + (f' {fast_precision}' if fast_precision != precision else '')
-    fast_names = {'ours': f'hrnet_mm fast {label}', 'stock': f'{baseline} fast {label}'}
+    suffix = f' {fast_precision}' if fast_precision != precision else ''
+    fast_names = {'ours': f'hrnet_mm fast [{", ".join(fast)}]{suffix}',
+                  'stock': f'{baseline} fast [{", ".join(fast)}]{suffix}'}
+    if pad_channels:
+        padded = ', '.join([*fast, f'pad {pad_channels}'])
+        fast_names['padded'] = f'hrnet_mm fast [{padded}]{suffix}'
 
     results = dict(arch=arch, representation=representation, batch=batch, size=list(size),
                    precision=precision, fast_precision=fast_precision,
                    device=_device_name(dev), baseline=baseline,
-                   fast=list(fast), with_cp=with_cp, warmup=warmup, repeats=repeats,
-                   torch=torch.__version__, python=platform.python_version(),
+                   fast=list(fast), pad_channels=pad_channels, with_cp=with_cp,
+                   warmup=warmup, repeats=repeats, torch=torch.__version__,
+                   python=platform.python_version(),
                    threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d'))
     measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
                    profile=profile, progress=progress)
     ours_name = f'hrnet_mm ({baseline} config)'
 
     def add_fast_rows(models: Dict[str, nn.Module], mode: str, paths: Sequence[str]) -> None:
-        """HRNetV2 with the fast ``paths``, and the stock model with the same generic ones."""
-        if not paths:
-            return
-        models[fast_names['ours']] = _ours_fast(plain[ours_name], paths, mode)
-        if stock_fast:
-            models[fast_names['stock']] = _stock_fast(plain[baseline], paths, mode)
+        """HRNetV2 with the fast ``paths`` (and padded), the stock model with the same
+        generic ones."""
+        if paths:
+            models[fast_names['ours']] = _ours_fast(plain[ours_name], paths, mode)
+            if stock_fast:
+                models[fast_names['stock']] = _stock_fast(plain[baseline], paths, mode)
+        if pad_channels:
+            models[fast_names['padded']] = _ours_fast(plain[ours_name], paths, mode,
+                                                      pad_channels)
         for name in fast_names.values():
             if name in models:
                 rows.setdefault(name, Row(name, fast_precision))
@@ -381,6 +397,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
             rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
         _measure_training({name: m.train() for name, m in models.items()}, **measure)
     results['rows'] = [asdict(r) for r in rows.values()]
+    # each hrnet_mm fast row and the stock row with the same generic tools
+    results['stock_pairs'] = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
+                              if k in fast_names and fast_names[k] in rows
+                              and fast_names['stock'] in rows}
     # how far from the device's limit: multiply-adds of one image, and the peak per precision
     results['gmacs_per_image'] = count(plain[ours_name].eval(), x[:1]).gflops
     results['peak'] = {p: device_peak(dev, p)._asdict()
@@ -479,10 +499,12 @@ def _fast_vs_stock_fast(results: dict) -> List[str]:
     """The ratio that says what hrnet_mm itself adds: its fast row against the stock model
     with the same generic tools (the strongest thing a user could do instead)."""
     rows = {r['name']: r for r in results['rows']}
-    pairs = [(name, f"{results['baseline']} {name[len('hrnet_mm '):]}") for name in rows
-             if name.startswith('hrnet_mm fast ')]
+    pairs = results.get('stock_pairs')
+    if pairs is None:  # JSON of earlier runs: the stock row's name is the hrnet_mm row's
+        pairs = {name: f"{results['baseline']} {name[len('hrnet_mm '):]}" for name in rows
+                 if name.startswith('hrnet_mm fast ')}
     out = []
-    for ours, stock in pairs:
+    for ours, stock in pairs.items():
         if stock not in rows:
             continue
         ratios = [f'{mode} {rows[ours][f"{mode}_img_s"] / rows[stock][f"{mode}_img_s"]:.2f}x'

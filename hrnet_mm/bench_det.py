@@ -13,7 +13,7 @@ import os.path as osp
 import platform
 import time
 from dataclasses import asdict
-from typing import Callable, Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -21,6 +21,7 @@ import torch.nn as nn
 from .bench import (PRECISIONS, Row, _autocast, _device_name, _time_interleaved,
                     peak_memory_mib, profile_step, randomize_weights)
 from .fast import use_channels_last
+from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -99,9 +100,19 @@ def _train_step(model: nn.Module, data: dict, device: torch.device,
 def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (800, 1216),
                     precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
                     repeats: int = 5, memory: bool = True, profile: bool = False,
+                    pad_channels: Optional[int] = None, compile: Optional[str] = None,
                     progress: Callable[[str], None] = print) -> dict:
     """Time the training step of each detector (in turns); returns a JSON-able dict in
-    :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector)."""
+    :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector).
+
+    ``pad_channels`` adds hrnet_mm's channels_last detector with its backbone's widths
+    padded to that multiple (:mod:`hrnet_mm.padding`). ``compile`` (``'compile'`` or
+    ``'cudagraphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm, padded) with
+    backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'`` replaying
+    them as CUDA graphs (``mode='reduce-overhead'``): the image size is fixed here, as in
+    mmdet's COCO recipe batches of one shape, so the graphs are static."""
+    if compile not in (None, 'compile', 'cudagraphs'):
+        raise ValueError(f"compile={compile!r}: None, 'compile' or 'cudagraphs'")
     if precision not in PRECISIONS:
         raise ValueError(f'precision={precision!r}; allowed: {list(PRECISIONS)}')
     dev = torch.device(device)
@@ -112,18 +123,40 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
 
     rows: Dict[str, Row] = {name: Row(name, precision) for name in models}
     # Same weights, same features: the backbones and pyramids compute the same (eval mode).
-    with torch.no_grad(), _autocast(dev, precision):
-        feats = [models[n].eval().extract_feat(data['inputs']) for n in (STOCK, OURS)]
-    diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(*feats))
-    rows[OURS].max_abs_diff = diff
     tol = 1e-4 if precision == 'fp32' else 5e-2
-    if diff > tol:
-        raise RuntimeError(f'the stock and hrnet_mm detectors disagree: {diff:.3g} > {tol}')
+    with torch.no_grad(), _autocast(dev, precision):
+        stock_feats = models[STOCK].eval().extract_feat(data['inputs'])
 
+    def checked_diff(name: str) -> float:
+        with torch.no_grad(), _autocast(dev, precision):
+            feats = models[name].eval().extract_feat(data['inputs'])
+        diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(stock_feats, feats))
+        if diff > tol:
+            raise RuntimeError(f'the stock detector and {name} disagree: {diff:.3g} > {tol}')
+        return diff
+
+    rows[OURS].max_abs_diff = checked_diff(OURS)
     for name in (STOCK, OURS):  # the generic tool a user has for both
         fast_name = f'{name} [channels_last]'
         models[fast_name] = use_channels_last(copy.deepcopy(models[name]))
         rows[fast_name] = Row(fast_name, precision)
+    if pad_channels:
+        padded = f'{OURS} [channels_last, pad {pad_channels}]'
+        models[padded] = pad_model_channels(copy.deepcopy(models[f'{OURS} [channels_last]']),
+                                            pad_channels)
+        rows[padded] = Row(padded, precision, max_abs_diff=checked_diff(padded))
+    # each hrnet_mm row and the stock row with the same generic tools
+    eager = [f'{OURS} [channels_last]'] + ([padded] if pad_channels else [])
+    pairs = dict.fromkeys(eager, f'{STOCK} [channels_last]')
+    if compile:
+        for name in [f'{STOCK} [channels_last]'] + eager:
+            fast_name = f'{name[:-1]}, {compile}]'
+            models[fast_name] = model = copy.deepcopy(models[name])
+            model.extract_feat = torch.compile(
+                model.extract_feat, mode='reduce-overhead' if compile == 'cudagraphs' else None)
+            rows[fast_name] = Row(fast_name, precision)
+        pairs.update({f'{n[:-1]}, {compile}]': f'{STOCK} [channels_last, {compile}]'
+                      for n in eager})
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
     first: Dict[str, float] = {}
     seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first)
@@ -141,4 +174,5 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
                 size=list(size), precision=precision, device=_device_name(dev), baseline=STOCK,
                 warmup=warmup, repeats=repeats, torch=torch.__version__,
                 python=platform.python_version(), threads=torch.get_num_threads(),
-                date=time.strftime('%Y-%m-%d'), rows=[asdict(r) for r in rows.values()])
+                pad_channels=pad_channels, compile=compile, date=time.strftime('%Y-%m-%d'),
+                rows=[asdict(r) for r in rows.values()], stock_pairs=pairs)

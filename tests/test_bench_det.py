@@ -1,4 +1,5 @@
 """The Faster R-CNN training-step benchmark: real configs, same weights, same features."""
+import pytest
 import torch
 
 from hrnet_mm.bench import format_table
@@ -25,10 +26,39 @@ def test_detectors_share_weights_and_compute_the_same_features():
 
 def test_faster_rcnn_benchmark_runs_every_row():
     results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
-                              memory=False, progress=lambda msg: None)
+                              memory=False, pad_channels=8, progress=lambda msg: None)
     rows = {r['name']: r for r in results['rows']}
+    padded = f'{OURS} [channels_last, pad 8]'
     assert list(rows) == [STOCK, OURS, RESNET, f'{STOCK} [channels_last]',
-                          f'{OURS} [channels_last]']
+                          f'{OURS} [channels_last]', padded]
     assert all(r['train_img_s'] > 0 for r in rows.values())
     assert rows[OURS]['max_abs_diff'] <= 1e-4
+    # the padded backbone (18 -> 24, 36 -> 40 channels) gives the same features
+    assert rows[padded]['max_abs_diff'] <= 1e-4 and results['pad_channels'] == 8
     assert f'ratios vs {STOCK}' in format_table(results)
+
+
+@pytest.mark.slow
+def test_faster_rcnn_benchmark_compiled_rows_pair_with_the_stock_ones():
+    """Backbone and neck compiled (``--fast channels_last compile``; cudagraphs on a GPU):
+    about 6 minutes on 2 cores, most of it compiling three detectors."""
+    results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
+                              memory=False, pad_channels=8, compile='compile',
+                              progress=lambda msg: None)
+    rows = {r['name']: r for r in results['rows']}
+    compiled = [f'{STOCK} [channels_last, compile]', f'{OURS} [channels_last, compile]',
+                f'{OURS} [channels_last, pad 8, compile]']
+    assert list(rows)[-3:] == compiled and all(rows[n]['train_img_s'] > 0 for n in compiled)
+    assert results['stock_pairs'] == {
+        f'{OURS} [channels_last]': f'{STOCK} [channels_last]',
+        f'{OURS} [channels_last, pad 8]': f'{STOCK} [channels_last]',
+        compiled[1]: compiled[0], compiled[2]: compiled[0]}
+    table = format_table(results)
+    assert f'\n{compiled[2]} against {compiled[0]} (the stock model' in table
+    assert 'First call, compiling included: ' in table
+
+
+def test_faster_rcnn_benchmark_refuses_an_unknown_compile_mode():
+    with pytest.raises(ValueError, match=r"^compile='max-autotune': None, 'compile' or "
+                                         r"'cudagraphs'$"):
+        run_faster_rcnn('w18', compile='max-autotune')

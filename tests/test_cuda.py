@@ -177,6 +177,45 @@ def test_channels_last_same_outputs_and_gradients():
     assert rel(grads[1], grads[0]) <= 1e-4
 
 
+def test_padded_channels_same_outputs_gradients_and_zeros_in_bf16(record_property):
+    """W18 widths padded to multiples of 8 (hrnet_mm.padding) under cuDNN's algorithms: the
+    same outputs and gradients as the plain model, and the extra channels stay exactly zero
+    through bf16 training steps (channels_last, as the benchmark runs it)."""
+    from hrnet_mm.padding import pad_channels
+    plain = _model('v2', arch='w18_small_v2', norm_eval=True).train()
+    padded = pad_channels(copy.deepcopy(plain), 8)
+    x = _x(2, 3, 128, 160)
+    outs, grads = [], []
+    with tf32(False):
+        for m in (plain, padded):
+            y = m(x)
+            sum(o.square().mean() for o in y).backward()
+            outs.append(y)
+            grads.append([p.grad[tuple(slice(0, n) for n in q.shape)]
+                          for p, q in zip(m.parameters(), plain.parameters())])
+    measured = dict(fp32_out=max_abs_diff(outs[0], outs[1]), fp32_grads=rel(grads[1], grads[0]))
+    fast = pad_channels(copy.deepcopy(plain).to(memory_format=torch.channels_last), 8)
+    optimizer = torch.optim.SGD(fast.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    for _ in range(3):
+        optimizer.zero_grad()
+        with autocast(torch.bfloat16):
+            loss = sum(o.float().square().mean() for o in fast(x))
+        loss.backward()
+        optimizer.step()
+    nonzero = 0
+    for name, shapes in fast._pad_shapes.items():
+        for t_name, shape in shapes.items():
+            if t_name == 'running_var':
+                continue
+            t = getattr(fast.get_submodule(name), t_name).detach().clone()
+            t[tuple(slice(0, n) for n in shape)] = 0
+            nonzero += torch.count_nonzero(t).item()
+    measured['bf16_nonzero_extra'] = nonzero
+    record_property('measured', json.dumps(measured))
+    assert measured['fp32_out'] <= 1e-4 and measured['fp32_grads'] <= 1e-4, measured
+    assert nonzero == 0 and torch.isfinite(loss), measured
+
+
 @pytest.mark.parametrize('representation', ['v2p', 'cls'])
 def test_fuse_conv_bn_and_optimize_for_inference(representation):
     model = _model(representation).eval()

@@ -49,12 +49,17 @@ def parse_args(argv=None):
                    help='fast paths of the extra hrnet_mm row and the stock row with the same '
                         'generic tools (fold: inference only; freeze: torch.compile with '
                         'inductor freezing, for CPU inference; cudagraphs: torch.compile with '
-                        'CUDA graphs, GPU only)')
+                        'CUDA graphs, GPU only); with --model faster_rcnn, compile or cudagraphs '
+                        'adds the detectors with backbone and neck compiled')
     p.add_argument('--fast-precision', choices=list(PRECISIONS),
                    help='precision of the fast rows (default: --precision)')
     p.add_argument('--no-stock-fast', action='store_true',
                    help='leave out the row of the stock model with the same generic fast paths '
                         '(mmcv fuse_conv_bn, channels_last, compile)')
+    p.add_argument('--pad-channels', type=int, metavar='N',
+                   help='add a row of the fast HRNetV2 with every channel width padded to a '
+                        'multiple of N (hrnet_mm.padding; HRNet-specific, the stock model has no '
+                        'counterpart); with --model faster_rcnn, a padded channels_last detector')
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
@@ -85,6 +90,9 @@ def main(argv=None) -> int:
                                   precision=args.precision, device=args.device,
                                   warmup=args.warmup, repeats=args.repeats,
                                   memory=not args.no_memory, profile=args.profile,
+                                  pad_channels=args.pad_channels,
+                                  compile=next((f for f in ('cudagraphs', 'compile')
+                                                if f in args.fast), None),
                                   progress=progress)
     else:
         results = run(arch=args.arch, representation=args.representation, batch=args.batch,
@@ -92,8 +100,8 @@ def main(argv=None) -> int:
                       references=args.refs, modes=args.modes, fast=args.fast,
                       with_cp=args.with_cp, warmup=args.warmup, repeats=args.repeats,
                       memory=not args.no_memory, fast_precision=args.fast_precision,
-                      stock_fast=not args.no_stock_fast, profile=args.profile,
-                      progress=progress)
+                      stock_fast=not args.no_stock_fast, pad_channels=args.pad_channels,
+                      profile=args.profile, progress=progress)
     print(format_table(results))
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=2)

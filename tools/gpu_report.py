@@ -15,18 +15,25 @@ from typing import Dict, List, Optional
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hrnet_mm.bench import format_table  # noqa: E402
 
+DET_OURS = ['hrnet_mm HRNetV2p', 'hrnet_mm HRNetV2p [channels_last]',
+            'hrnet_mm HRNetV2p [channels_last, pad 8]']
+DET_GRAPHS = ['hrnet_mm HRNetV2p [channels_last, cudagraphs]',
+              'hrnet_mm HRNetV2p [channels_last, pad 8, cudagraphs]']
 #: The issue's GPU targets: case file, the reference row, the rows that may meet it
 #: (the best counts), the target ratio, and the strongest stock variant to report beside it.
 TARGETS = [
     dict(case='det_w18_fp32', what='Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, fp32',
-         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=['hrnet_mm HRNetV2p',
-                                                           'hrnet_mm HRNetV2p [channels_last]'],
+         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=DET_OURS,
          target=1.5, strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last]',
          stretch='mmdet R-50-FPN', key='train_img_s'),
     dict(case='det_w18_bf16', what='Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, bf16',
-         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=['hrnet_mm HRNetV2p',
-                                                           'hrnet_mm HRNetV2p [channels_last]'],
+         reference='mmdet HRNetV2p (HRNet + HRFPN)', ours=DET_OURS,
          target=1.5, strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last]',
+         stretch='mmdet R-50-FPN', key='train_img_s'),
+    dict(case='det_w18_cudagraphs', what='Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, '
+         'bf16, backbone and neck as CUDA graphs', reference='mmdet HRNetV2p (HRNet + HRFPN)',
+         ours=DET_OURS + DET_GRAPHS, target=1.5,
+         strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last, cudagraphs]',
          stretch='mmdet R-50-FPN', key='train_img_s'),
     dict(case='seg_w48_bf16', what='HRNetV2-W48 segmentation training step, 8x512x1024, bf16',
          reference='mmseg', ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last]'],

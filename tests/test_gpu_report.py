@@ -1,0 +1,54 @@
+"""tools/gpu_report.py: the targets are judged from the right rows (the GPU run is not rerun)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location('gpu_report', ROOT / 'tools/gpu_report.py')
+gpu_report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_report)
+
+STOCK = 'mmdet HRNetV2p (HRNet + HRFPN)'
+
+
+def det_results(rates):
+    rows = [dict(name=name, precision='fp32', infer_img_s=None, infer_peak_mib=None,
+                 train_img_s=rate, train_peak_mib=None, max_abs_diff=None, first_call_s={},
+                 profile={}, notes=[]) for name, rate in rates.items()]
+    return dict(arch='Faster R-CNN w18', representation='v2p', batch=2, size=[800, 1216],
+                precision='fp32', device='NVIDIA H100', baseline=STOCK, torch='2.11',
+                threads=16, date='2026-11-26', rows=rows)
+
+
+def test_the_best_hrnet_mm_row_counts_the_padded_one_included():
+    results = det_results({STOCK: 10.0, 'hrnet_mm HRNetV2p': 11.0,
+                           'mmdet R-50-FPN': 20.0, f'{STOCK} [channels_last]': 12.0,
+                           'hrnet_mm HRNetV2p [channels_last]': 13.0,
+                           'hrnet_mm HRNetV2p [channels_last, pad 8]': 16.0})
+    target = next(t for t in gpu_report.TARGETS if t['case'] == 'det_w18_fp32')
+    got = gpu_report.check_target(target, results)
+    assert got['best'] == 'hrnet_mm HRNetV2p [channels_last, pad 8]'
+    assert got['ratio'] == pytest.approx(1.6) and got['status'] == 'met'
+    assert got['vs_strongest_stock'] == pytest.approx(16 / 12)
+    assert got['vs_stretch'] == pytest.approx(0.8)
+    slower = det_results({STOCK: 10.0, 'hrnet_mm HRNetV2p': 12.0})
+    got = gpu_report.check_target(target, slower)
+    assert got['best'] == 'hrnet_mm HRNetV2p' and got['status'] == 'missed by 1.25x'
+    assert 'vs_strongest_stock' not in got
+    assert gpu_report.check_target(target, det_results({STOCK: 10.0}))['status'] == 'not measured'
+
+
+def test_report_from_a_run_folder(tmp_path):
+    (tmp_path / 'bench').mkdir()
+    results = det_results({STOCK: 10.0, 'hrnet_mm HRNetV2p [channels_last, pad 8]': 14.0})
+    (tmp_path / 'bench' / 'det_w18_fp32.json').write_text(json.dumps(results))
+    rep = gpu_report.report(str(tmp_path))
+    assert rep['tests'] == dict(ran=False)
+    det = next(t for t in rep['targets'] if t['case'] == 'det_w18_fp32')
+    assert det['status'] == 'missed by 1.07x'
+    text = gpu_report.to_markdown(rep)
+    assert ('| Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, fp32 | hrnet_mm HRNetV2p '
+            '[channels_last, pad 8] | 1.40x | 1.50x | missed by 1.07x |  |  |') in text
+    assert 'CUDA tests: not run' in text and '## det_w18_fp32' in text
