@@ -18,9 +18,11 @@ Checkpoints keep the standard layout: ``state_dict()`` gives the unpadded tensor
 published weights load and what a padded model saves loads into a plain one. The optimizer's
 state (momentum) is per parameter and so padded: resume a padded run with padding on.
 
-Padding costs multiply-adds (W18 at a multiple of 8: 18 -> 24 and 36 -> 40 channels, about
-1.3x) and pays only where the device runs the padded widths faster: measure it with
-``tools/benchmark.py --pad-channels 8`` on the device you use.
+Padding costs multiply-adds (W18 at a multiple of 8, 18 -> 24 and 36 -> 40 channels: 1.21x;
+at 16: 1.65x) and pays only where the device runs the padded widths faster than the plain ones.
+On a CPU it does not: W18 inference ran 0.90x at 8 and 0.80-0.83x at 16 (docs/benchmarks.md;
+less than the extra multiply-adds, as the CPU's 16-lane vectors leave narrow widths partly
+idle anyway). Measure it with ``tools/benchmark.py --pad-channels 8`` on the device you use.
 
 Example:
     >>> model = pad_channels(HRNetV2(arch='w18_small_v2').eval(), 8)

@@ -111,7 +111,7 @@ class HRNetV2(NamedNorms, BaseModule):
         pad_channels: Round every width inside the network up to a multiple of this (e.g. 8,
             for GPU tensor cores) with extra channels that hold zeros and stay zero in
             training: same outputs, same ``state_dict`` layout (checkpoints load either way),
-            more multiply-adds (W18 at 8: about 1.3x). Pays only where the device runs the
+            more multiply-adds (W18 at 8: 1.21x). Pays only where the device runs the
             padded widths faster; slower on CPUs. See :mod:`hrnet_mm.padding`.
         init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
         pretrained: Deprecated spelling of ``init_cfg=dict(type='Pretrained',
