@@ -282,3 +282,14 @@ def test_layers_replaced_later_stay_covered():
     expected, got = model.state_dict(), synced.state_dict()
     assert all(got[k].shape == v.shape and torch.equal(got[k], v) for k, v in expected.items())
     synced.load_state_dict(expected, strict=True)
+
+
+def test_padded_model_traces_as_one_graph():
+    """The slicing before the representation (a forward pre-hook) breaks no graph: dynamo
+    traces the padded model whole (inductor compiles it alike; the eager backend is quick)."""
+    model = pad_channels(plain('v2').eval(), 8)
+    torch._dynamo.reset()
+    traced = torch.compile(copy.deepcopy(model), backend='eager', fullgraph=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert max_abs_diff(model(x), traced(x)) <= 1e-6
