@@ -42,6 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .models.arch import is_int
 from .models.hrnet import HRNetV2
 
+
 def padded_width(channels: int, multiple: int) -> int:
     """``channels`` rounded up to a multiple of ``multiple``.
 
