@@ -160,18 +160,25 @@ def test_fp16_fusion_sums_saturate():
 # ---------------------------------------------------------------------- fast paths
 # Gradients are compared with the BN statistics fixed (norm_eval): batch statistics of two small
 # images amplify float rounding (another conv algorithm) far beyond what the path changes.
+def _outputs_and_gradients(models, x):
+    """Each model's outputs and parameter gradients (fp32, TF32 off), the gradients cut to
+    the first model's shapes (a padded model's extra channels left out)."""
+    outs, grads = [], []
+    with tf32(False):
+        for m in models:
+            y = m(x)
+            sum(o.square().mean() for o in y).backward()
+            outs.append(y)
+            grads.append([p.grad[tuple(slice(0, n) for n in q.shape)]
+                          for p, q in zip(m.parameters(), models[0].parameters())])
+    return outs, grads
+
+
 def test_channels_last_same_outputs_and_gradients():
     plain = _model(norm_eval=True).train()
     nhwc = HRNetV2(arch='w18_small_v1', norm_eval=True, channels_last=True).to(DEVICE).train()
     nhwc.load_state_dict(plain.state_dict())
-    x = _x(2, 3, 128, 128)
-    outs, grads = [], []
-    with tf32(False):
-        for m in (plain, nhwc):
-            y = m(x)
-            sum(o.square().mean() for o in y).backward()
-            outs.append(y)
-            grads.append([p.grad for p in m.parameters()])
+    outs, grads = _outputs_and_gradients((plain, nhwc), _x(2, 3, 128, 128))
     assert outs[1][0].is_contiguous(memory_format=torch.channels_last)
     assert max_abs_diff(outs[0], outs[1]) <= 1e-4
     assert rel(grads[1], grads[0]) <= 1e-4
@@ -185,14 +192,7 @@ def test_padded_channels_same_outputs_gradients_and_zeros_in_bf16(record_propert
     plain = _model('v2', arch='w18_small_v2', norm_eval=True).train()
     padded = pad_channels(copy.deepcopy(plain), 8)
     x = _x(2, 3, 128, 160)
-    outs, grads = [], []
-    with tf32(False):
-        for m in (plain, padded):
-            y = m(x)
-            sum(o.square().mean() for o in y).backward()
-            outs.append(y)
-            grads.append([p.grad[tuple(slice(0, n) for n in q.shape)]
-                          for p, q in zip(m.parameters(), plain.parameters())])
+    outs, grads = _outputs_and_gradients((plain, padded), x)
     measured = dict(fp32_out=max_abs_diff(outs[0], outs[1]), fp32_grads=rel(grads[1], grads[0]))
     fast = pad_channels(copy.deepcopy(plain).to(memory_format=torch.channels_last), 8)
     optimizer = torch.optim.SGD(fast.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
