@@ -100,10 +100,17 @@ def test_published_layouts_load_through_init_cfg(tmp_path):
     from hrnet_mm.weights import load_pretrained
     first = pad_channels(plain('v2', seed=5).eval(), 8)
     load_pretrained(first, str(path), prefix='backbone.', strict=True)
+    # padded from the start, as a config builds it: initialised plain, then padded again
+    built = HRNetV2(arch='w18_small_v2', representation='v2', pad_channels=8,
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    built.init_weights()
+    assert built.channel_multiple == 8 and built.conv2.weight.shape == (64, 64, 3, 3)
+    assert built.stage2[0].branches[0][0].conv1.weight.shape == (24, 24, 3, 3)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert max_abs_diff(model(x), loaded(x)) <= 1e-5
         assert max_abs_diff(model(x), first(x)) <= 1e-5
+        assert max_abs_diff(model(x), built.eval()(x)) <= 1e-5
 
 
 @pytest.mark.parametrize('optimizer', ['sgd', 'adamw'])
@@ -293,3 +300,38 @@ def test_padded_model_traces_as_one_graph():
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert max_abs_diff(model(x), traced(x)) <= 1e-6
+
+
+def _seg_runner(work_dir, iters, pad=None, **changes):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'))
+    cfg.model.backbone.pad_channels = pad
+    cfg.work_dir = str(work_dir)
+    cfg.train_cfg.max_iters = iters
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False)]
+    cfg.log_level = 'WARNING'
+    cfg.merge_from_dict(changes)
+    return Runner.from_cfg(cfg)
+
+
+def test_a_padded_run_saves_resumes_and_is_evaluated_plain(demo_dir, tmp_path, monkeypatch):
+    """Through mmengine's Runner, as ``tools/train.py --cfg-options
+    model.backbone.pad_channels=24`` runs it (W18-Small-v1's 16 ... 128 channels and the 64
+    of the stem padded to multiples of 24): the checkpoint has the plain layout, the run
+    resumes padded (the optimizer's momentum is padded), and the plain model evaluates the
+    checkpoint to the padded model's metric."""
+    monkeypatch.chdir(demo_dir)
+    runner = _seg_runner(tmp_path / 'padded', 3, pad=24)
+    runner.train()
+    ckpt = torch.load(tmp_path / 'padded/iter_3.pth', map_location='cpu', weights_only=False)
+    plain_shapes = {k: v.shape for k, v in _seg_runner(tmp_path / 'p', 1).model.state_dict()
+                    .items()}
+    assert {k: v.shape for k, v in ckpt['state_dict'].items()} == plain_shapes
+    assert runner.model.backbone.conv1.weight.shape == (72, 3, 3, 3)
+    padded_metric = runner.test()['mIoU']
+    resumed = _seg_runner(tmp_path / 'padded', 4, pad=24, resume=True)
+    resumed.train()
+    assert resumed.iter == 4
+    plain = _seg_runner(tmp_path / 'plain', 1, load_from=str(tmp_path / 'padded/iter_3.pth'))
+    assert plain.test()['mIoU'] == pytest.approx(padded_metric, abs=1e-6)
