@@ -323,8 +323,20 @@ def test_demo_trains_with_amp_resumes_and_is_tested(task, demo_dir, tmp_path):
     assert value == value and value >= 0  # a number, not NaN
 
 
+def _console_script(name: str) -> str:
+    """A console script of this environment: beside the interpreter, or where pip puts a
+    system Python's scripts (/usr/local/bin) or the user's (~/.local/bin)."""
+    import shutil
+    import sysconfig
+    for folder in (Path(sys.executable).parent, sysconfig.get_path('scripts'),
+                   sysconfig.get_path('scripts', f'{os.name}_user')):
+        if (Path(folder) / name).exists():
+            return str(Path(folder) / name)
+    return shutil.which(name) or name
+
+
 def test_mim_train_with_bf16_amp(demo_dir, tmp_path):
-    mim = Path(sys.executable).parent / 'mim'
+    mim = _console_script('mim')
     config = str(ROOT / DEMOS['seg'][0])
     log = _tool([str(mim), 'train', 'mmseg', config, '--work-dir', str(tmp_path),
                  '--cfg-options', 'train_cfg.max_iters=2'] + _amp('bfloat16'), demo_dir)

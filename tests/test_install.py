@@ -149,3 +149,16 @@ def test_install_falls_back_to_the_source_build_when_the_cuda_wheel_does_not_ins
     assert res.returncode != 0  # offline, the source download fails: nothing was replaced
     res = _run([sys.executable, str(TOOL), 'check', '2.1.0'], {})
     assert res.returncode == 0, res.stderr
+
+
+def test_install_into_the_environment_of_an_interpreter(tmp_path):
+    """tools/gpu_check.sh names the image's interpreter (``sys.executable``): a system Python
+    may have no ``bin/python`` beside it, and its prefix (/usr) must not become a new venv."""
+    empty = tmp_path / 'no-wheels'
+    empty.mkdir()
+    res = _run(['bash', str(ROOT / 'tools/install.sh'), sys.executable],
+               dict(PIP_NO_INDEX='1', PIP_FIND_LINKS=str(empty)), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert 'creating virtual environment' not in res.stdout
+    assert f'[install] done: installed for {sys.executable}' in res.stdout
+    assert '[install] checking the stack' in res.stdout

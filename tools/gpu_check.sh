@@ -33,7 +33,7 @@ cd "$ROOT"
 
 PYBASE=${GPU_PYTHON:-python3}
 ENV_PREFIX=$("$PYBASE" -c 'import sys; print(sys.prefix)')
-PY="$ENV_PREFIX/bin/python"
+PY=$("$PYBASE" -c 'import sys; print(sys.executable)')  # a system Python may lack bin/python
 export PYTHONUNBUFFERED=1
 {
   date -u; uname -a
@@ -50,8 +50,12 @@ say 'install (tools/install.sh, offline from .whl)'
 [ -d "$ROOT/.whl" ] || { say 'no .whl folder: run tools/gpu_wheels.sh first and carry .whl'; exit 1; }
 CUDA_WHEEL=$(ls "$ROOT"/.whl/cuda/mmcv-*.whl 2>/dev/null | head -n 1)
 [ "$DRY" = 1 ] && CUDA_WHEEL=
+# PIP_BREAK_SYSTEM_PACKAGES: the image's python3 may be marked externally managed (PEP 668);
+# on a machine lent for one run, installing into it is what is wanted (pip ignores the
+# setting where there is no such mark).
 HRNET_MM_MMCV_WHEEL=$CUDA_WHEEL PIP_NO_INDEX=1 PIP_FIND_LINKS="$ROOT/.whl" MMCV_BUILD_JOBS=$(nproc) \
-  timeout $(($(left) - 200)) bash tools/install.sh "$ENV_PREFIX" > "$OUT/install.log" 2>&1
+  PIP_BREAK_SYSTEM_PACKAGES=1 \
+  timeout $(($(left) - 200)) bash tools/install.sh "$PY" > "$OUT/install.log" 2>&1
 RC=$?
 grep '^\[install\]' "$OUT/install.log"
 if [ $RC -ne 0 ]; then

@@ -6,6 +6,7 @@
 #   bash tools/install.sh /path/venv # or anywhere else (HRNET_MM_VENV works too)
 #
 #   bash tools/install.sh /opt/env   # into an existing environment: its torch is kept
+#   bash tools/install.sh /usr/bin/python3   # into that interpreter's environment, alike
 #
 # Re-running is cheap: every step is skipped when what it installs is already there.
 # On a machine where torch sees a GPU, mmcv is built with its CUDA ops for that GPU (nvcc of
@@ -25,11 +26,17 @@ XTCOCOTOOLS_VERSION=1.14.3
 
 step() { printf '\n[install] %s\n' "$*"; }
 
-if [ ! -x "$VENV/bin/python" ]; then
+if [ -f "$VENV" ] && [ -x "$VENV" ]; then
+  PY=$VENV  # an interpreter: install into its environment (a system Python, an image's)
+elif [ -x "$VENV/bin/python" ]; then
+  PY="$VENV/bin/python"
+elif [ -x "$VENV/bin/python3" ]; then
+  PY="$VENV/bin/python3"  # an existing environment without a 'python' (a system Python)
+else
   step "creating virtual environment $VENV with $PYTHON"
   "$PYTHON" -m venv "$VENV"
+  PY="$VENV/bin/python"
 fi
-PY="$VENV/bin/python"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 CONSTRAINTS="$ROOT/requirements/constraints.txt"
@@ -173,4 +180,8 @@ assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose', 'mmpretrain
 for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain, hrnet_mm):
     print(f"  {m.__name__:12s} {m.__version__}")
 PYEOF
-step "done: activate with 'source $VENV/bin/activate'"
+if [ -f "$VENV/bin/activate" ]; then
+  step "done: activate with 'source $VENV/bin/activate'"
+else
+  step "done: installed for $PY"
+fi
