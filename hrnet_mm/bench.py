@@ -8,6 +8,7 @@ them alike. ``tools/benchmark.py`` is the command line; this module holds the pa
 import contextlib
 import copy
 import platform
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -505,14 +506,29 @@ def _fast_vs_stock_fast(results: dict) -> List[str]:
                  if name.startswith('hrnet_mm fast ')}
     out = []
     for ours, stock in pairs.items():
-        if stock not in rows:
-            continue
-        ratios = [f'{mode} {rows[ours][f"{mode}_img_s"] / rows[stock][f"{mode}_img_s"]:.2f}x'
-                  for mode in ('infer', 'train')
-                  if rows[ours][f'{mode}_img_s'] and rows[stock][f'{mode}_img_s']]
-        if ratios:
+        if ours in rows and stock in rows and _ratios(rows[ours], rows[stock]):
             out += ['', f'{ours} against {stock} (the stock model with the same generic '
-                    f'tools): {", ".join(ratios)}']
+                    f'tools): {_ratios(rows[ours], rows[stock])}']
+    return out
+
+
+def _ratios(a: dict, b: dict) -> str:
+    """``infer 1.02x, train 0.98x``: row ``a``'s speed over row ``b``'s, per mode both have."""
+    return ', '.join(f'{mode} {a[f"{mode}_img_s"] / b[f"{mode}_img_s"]:.2f}x'
+                     for mode in ('infer', 'train')
+                     if a.get(f'{mode}_img_s') and b.get(f'{mode}_img_s'))
+
+
+def _padding_effect(results: dict) -> List[str]:
+    """Each channel-padded row against the same row without padding: whether padding pays
+    on this device."""
+    rows = {r['name']: r for r in results['rows']}
+    out = []
+    for name, row in rows.items():
+        plain = re.sub(r', pad \d+', '', name)
+        if plain != name and plain in rows and _ratios(row, rows[plain]):
+            out += ['', f'Channel padding: {name} against {plain} (the same without padding): '
+                    f'{_ratios(row, rows[plain])}']
     return out
 
 
@@ -560,6 +576,7 @@ def format_table(results: dict) -> str:
             f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} | "
             f"{achieved(results, r, 'infer', prec)} | {achieved(results, r, 'train', prec)} |")
     lines += _fast_vs_stock_fast(results)
+    lines += _padding_effect(results)
     lines += _first_calls(rows)
     peaks = results.get('peak') or {}
     if 'gmacs_per_image' in results:

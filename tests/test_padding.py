@@ -227,8 +227,14 @@ def test_benchmark_adds_a_padded_row():
     assert results['stock_pairs'] == {'hrnet_mm fast [channels_last]': 'mmseg fast [channels_last]',
                                       padded: 'mmseg fast [channels_last]'}
     ratio = rows[padded]['infer_img_s'] / rows['mmseg fast [channels_last]']['infer_img_s']
+    table = format_table(results)
     assert (f'\n{padded} against mmseg fast [channels_last] (the stock model with the same '
-            f'generic tools): infer {ratio:.2f}x') in format_table(results)
+            f'generic tools): infer {ratio:.2f}x') in table
+    # and against itself without padding: whether padding pays on this device
+    unpadded = rows['hrnet_mm fast [channels_last]']
+    effect = [rows[padded][f'{m}_img_s'] / unpadded[f'{m}_img_s'] for m in ('infer', 'train')]
+    assert (f'\nChannel padding: {padded} against hrnet_mm fast [channels_last] (the same '
+            f'without padding): infer {effect[0]:.2f}x, train {effect[1]:.2f}x\n') in table
 
 
 def _segmentor(pad=None):
