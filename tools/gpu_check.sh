@@ -16,7 +16,8 @@
 # python3), GPU_CHECK_DRY=1 (CPU dry run: tests collected, not run; benchmarks tiny),
 # GPU_CHECK_TESTS=0 (skip the CUDA tests) and GPU_CHECK_CASES="name ..." (only these benchmark
 # cases): for a second call on the still-warm machine, where the install is already done and
-# is skipped in seconds, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_CASES="det_w18_cudagraphs".
+# is skipped in seconds, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_CASES="det_w18_cudagraphs";
+# GPU_CHECK_WHL (the wheel folder, default .whl).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -28,6 +29,7 @@ DEADLINE=$((START + ${GPU_CHECK_BUDGET:-560}))
 WORK=$(mktemp -d)
 mkdir -p "$WORK/bench"
 left() { echo $((DEADLINE - $(date +%s))); }
+at_least() { echo $(($2 > $1 ? $2 : $1)); }  # a time limit of at least $1 seconds
 say() { printf '[gpu_check %4ds] %s\n' $(($(date +%s) - START)) "$*"; }
 cd "$ROOT"
 
@@ -46,16 +48,17 @@ torch.version.cuda, "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_availa
 say "environment: $ENV_PREFIX ($(head -n 1 "$OUT/env.txt"))"
 
 # ------------------------------------------------------------------ 1. install
-say 'install (tools/install.sh, offline from .whl)'
-[ -d "$ROOT/.whl" ] || { say 'no .whl folder: run tools/gpu_wheels.sh first and carry .whl'; exit 1; }
-CUDA_WHEEL=$(ls "$ROOT"/.whl/cuda/mmcv-*.whl 2>/dev/null | head -n 1)
+WHL=${GPU_CHECK_WHL:-$ROOT/.whl}
+say "install (tools/install.sh, offline from $WHL)"
+[ -d "$WHL" ] || { say "no $WHL folder: run tools/gpu_wheels.sh first and carry .whl"; exit 1; }
+CUDA_WHEEL=$(ls "$WHL"/cuda/mmcv-*.whl 2>/dev/null | head -n 1)
 [ "$DRY" = 1 ] && CUDA_WHEEL=
 # PIP_BREAK_SYSTEM_PACKAGES: the image's python3 may be marked externally managed (PEP 668);
 # on a machine lent for one run, installing into it is what is wanted (pip ignores the
 # setting where there is no such mark).
-HRNET_MM_MMCV_WHEEL=$CUDA_WHEEL PIP_NO_INDEX=1 PIP_FIND_LINKS="$ROOT/.whl" MMCV_BUILD_JOBS=$(nproc) \
+HRNET_MM_MMCV_WHEEL=$CUDA_WHEEL PIP_NO_INDEX=1 PIP_FIND_LINKS="$WHL" MMCV_BUILD_JOBS=$(nproc) \
   PIP_BREAK_SYSTEM_PACKAGES=1 \
-  timeout $(($(left) - 200)) bash tools/install.sh "$PY" > "$OUT/install.log" 2>&1
+  timeout "$(at_least 90 $(($(left) - 200)))" bash tools/install.sh "$PY" > "$OUT/install.log" 2>&1
 RC=$?
 grep '^\[install\]' "$OUT/install.log"
 if [ $RC -ne 0 ]; then
@@ -72,7 +75,7 @@ if [ "$DRY" = 1 ]; then
 elif "$PY" -c 'import xdist' 2>/dev/null; then
   TEST_ARGS+=(-n 6)
 fi
-TEST_TIME=$(($(left) - 140))
+TEST_TIME=$(at_least 60 $(($(left) - 140)))
 if [ "${GPU_CHECK_TESTS:-1}" = 0 ]; then
   say 'CUDA tests: skipped (GPU_CHECK_TESTS=0)'
 else
@@ -111,7 +114,7 @@ for entry in "${CASES[@]}"; do
   fi
   say "benchmark $name"
   # shellcheck disable=SC2086
-  timeout $(($(left) - 10)) "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
+  timeout "$(at_least 10 $(($(left) - 10)))" "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
     --out "$WORK/bench/$name.json" >> "$OUT/bench.log" 2>&1 || say "benchmark $name: exit $?"
 done
 

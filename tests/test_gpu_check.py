@@ -1,0 +1,33 @@
+"""tools/gpu_check.sh, the one command a rare GPU session runs: its CPU dry run, end to end."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not (Path(sys.prefix) / 'bin/python').exists(), reason='not in a venv')
+def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
+    """As a second call on a warm machine runs it (tests off, one case, a budget of a few
+    minutes): the install is found done and the case runs. A budget under 200 s once gave
+    ``timeout`` a negative limit, and the install 'failed' at once."""
+    wheels = tmp_path / 'whl'
+    wheels.mkdir()  # offline: everything is installed already
+    env = {k: v for k, v in os.environ.items() if k not in ('FORCE_CUDA', 'CUDA_HOME')}
+    env.update(GPU_CHECK_DRY='1', GPU_PYTHON=sys.executable, GPU_CHECK_BUDGET='150',
+               GPU_CHECK_TESTS='0', GPU_CHECK_CASES='conv_widths', GPU_CHECK_WHL=str(wheels))
+    out = tmp_path / 'out'
+    proc = subprocess.run(['bash', str(ROOT / 'tools/gpu_check.sh'), str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, console[-3000:]
+    assert 'install failed' not in console and 'CUDA tests: skipped (GPU_CHECK_TESTS=0)' in console
+    assert 'benchmark conv_widths' in console and 'benchmark det_w18_fp32' not in console
+    report = json.loads((out / 'gpu_results.json').read_text())
+    assert list(report['bench']) == ['conv_widths'] and report['tests'] == dict(ran=False)
+    assert set(report['bench']['conv_widths']['ms']) == {'18', '24', '32', '36', '40', '48'}
+    assert (out / 'install.log').read_text().count('[install] done') == 1
