@@ -52,3 +52,18 @@ def test_report_from_a_run_folder(tmp_path):
     assert ('| Faster R-CNN HRNetV2p-W18 training step, 2x800x1216, fp32 | hrnet_mm HRNetV2p '
             '[channels_last, pad 8] | 1.40x | 1.50x | missed by 1.07x |  |  |') in text
     assert 'CUDA tests: not run' in text and '## det_w18_fp32' in text
+
+
+def test_tests_cut_at_the_time_limit_are_said_to_be(tmp_path):
+    (tmp_path / 'tests.xml').write_text(
+        '<testsuites><testsuite><testcase classname="t" name="test_a" time="1.0"/>'
+        '<testcase classname="t" name="test_b" time="2.0"><failure message="boom\nmore"/>'
+        '</testcase></testsuite></testsuites>')
+    (tmp_path / 'tests_cut').write_text('87\n')
+    rep = gpu_report.report(str(tmp_path))
+    assert rep['tests']['counts'] == dict(passed=1, failed=1, skipped=0)
+    assert rep['tests']['cut_at_s'] == 87
+    text = gpu_report.to_markdown(rep, summary=True)
+    assert 'CUDA tests: 1 passed, 1 failed, 0 skipped' in text
+    assert '(cut at the time limit, 87 s: the tests not finished by then are not listed)' in text
+    assert '- FAILED test_b: boom' in text

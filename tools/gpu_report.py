@@ -66,7 +66,12 @@ def read_tests(path: str) -> dict:
         cases.append(dict(name=tc.get('name'), status=status, seconds=float(tc.get('time', 0)),
                           measured=measured, message=message))
     counts = {s: sum(c['status'] == s for c in cases) for s in ('passed', 'failed', 'skipped')}
-    return dict(ran=True, counts=counts, cases=cases)
+    out = dict(ran=True, counts=counts, cases=cases)
+    cut = os.path.join(os.path.dirname(path), 'tests_cut')  # written by gpu_check.sh
+    if os.path.exists(cut):
+        with open(cut) as f:
+            out['cut_at_s'] = int(f.read().strip() or 0)
+    return out
 
 
 def _rate(rows: Dict[str, dict], name: str, key: str) -> Optional[float]:
@@ -111,6 +116,9 @@ def to_markdown(rep: dict, summary: bool = False) -> str:
         c = tests['counts']
         lines += [f"CUDA tests: {c['passed']} passed, {c['failed']} failed, "
                   f"{c['skipped']} skipped", '']
+        if tests.get('cut_at_s'):
+            lines += [f"(cut at the time limit, {tests['cut_at_s']} s: the tests not finished "
+                      'by then are not listed)', '']
         for case in tests['cases']:
             if case['status'] == 'failed':
                 lines.append(f"- FAILED {case['name']}: {case['message']}")
