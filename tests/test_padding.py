@@ -196,6 +196,12 @@ def test_inside_a_model_and_the_errors():
     for bad in (1, 0, '8', 8.0, None):
         with pytest.raises(ValueError, match=r'^multiple=.*: must be an int >= 2 \(e.g. 8\)$'):
             pad_channels(plain(), bad)
+    for bad in (1, 0, '8', True):
+        with pytest.raises(ValueError, match=r'^pad_channels=.*: must be an int >= 2 \(e.g. 8\), '
+                                             r'or None \(no padding\)$'):
+            HRNetV2(arch='w18_small_v2', pad_channels=bad)
+    with pytest.raises(ValueError, match=r'^pad_channels: gn1 \(GroupNorm\) cannot be padded'):
+        HRNetV2(arch='w18_small_v2', norm_cfg=dict(type='GN', num_groups=2), pad_channels=8)
     gn = HRNetV2(arch='w18_small_v2', norm_cfg=dict(type='GN', num_groups=2))
     shapes = [p.shape for p in gn.parameters()]
     with pytest.raises(ValueError, match=r'^pad_channels: gn1 \(GroupNorm\) cannot be padded; '

@@ -200,6 +200,9 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         #: The multiple every width is padded to (``pad_channels``), or None.
         self.channel_multiple: Optional[int] = None
         if pad_channels is not None:
+            if not is_int(pad_channels) or pad_channels < 2:
+                raise ValueError(f'pad_channels={pad_channels!r}: must be an int >= 2 (e.g. 8), '
+                                 'or None (no padding)')
             from ..padding import pad_channels as pad
             pad(self, pad_channels)
 
