@@ -134,3 +134,24 @@ def test_transposed_convolutions_are_counted_like_mmengine():
 
     by_op, _ = _mmengine(Whole(), x)
     assert ours.gflops * 1e9 == pytest.approx(by_op['conv'], rel=1e-6)
+
+
+def test_tool_counts_a_padded_model_with_and_without_its_extra_channels():
+    """``pad_channels`` adds multiply-adds on zeros: the tool counts what is computed, then
+    the network without them, which is what the papers' figures are compared with."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / 'tools' / 'complexity.py'), '--arch', 'w18',
+         '--pad-channels', '8', '--shape', '64', '128'], capture_output=True, text=True,
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    padded = count(HRNetV2(arch='w18', pad_channels=8), torch.rand(1, 3, 64, 128))
+    plain = count(HRNetV2(arch='w18'), torch.rand(1, 3, 64, 128))
+    assert padded.gflops > 1.2 * plain.gflops
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "HRNetV2(arch='w18', representation='branches', pad_channels=8) at 64x128"
+    assert lines[1] == f'  params: {padded.params_m:.2f} M'
+    assert lines[3] == (f'  channels padded to multiples of 8: the counts above include the extra '
+                        f'(zero) channels; without them {plain.params_m:.2f} M params, '
+                        f'{plain.gflops:.2f} GFLOPs')
+    assert lines[4].startswith(f'  GFLOPs, counted as the HRNet papers count: '
+                               f'{plain.paper_gflops:.2f}')
