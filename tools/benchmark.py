@@ -18,6 +18,7 @@ speed shows.
 import argparse
 import json
 import sys
+import time
 
 import torch
 
@@ -76,7 +77,13 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    progress = lambda msg: print(f'[benchmark] {msg}', file=sys.stderr, flush=True)  # noqa: E731
+    start = time.perf_counter()
+
+    def progress(msg: str) -> None:
+        # seconds since the start: a run cut short (a time limit) still shows where time went
+        print(f'[benchmark {time.perf_counter() - start:6.1f}s] {msg}', file=sys.stderr,
+              flush=True)
+
     if args.model == 'conv_widths':
         results = conv_width_probe(batch=args.batch, size=args.size, precision=args.precision,
                                    device=args.device, repeats=args.repeats, progress=progress)
