@@ -35,6 +35,8 @@ def test_faster_rcnn_benchmark_runs_every_row():
     assert rows[OURS]['max_abs_diff'] <= 1e-4
     # the padded backbone (18 -> 24, 36 -> 40 channels) gives the same features
     assert rows[padded]['max_abs_diff'] <= 1e-4 and results['pad_channels'] == 8
+    assert results['stock_pairs'] == {f'{OURS} [channels_last]': f'{STOCK} [channels_last]',
+                                      padded: f'{STOCK} [channels_last]'}
     effect = rows[padded]['train_img_s'] / rows[f'{OURS} [channels_last]']['train_img_s']
     assert (f'\nChannel padding: {padded} against {OURS} [channels_last] (the same without '
             f'padding): train {effect:.2f}x') in format_table(results)
