@@ -30,4 +30,6 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     report = json.loads((out / 'gpu_results.json').read_text())
     assert list(report['bench']) == ['conv_widths'] and report['tests'] == dict(ran=False)
     assert set(report['bench']['conv_widths']['ms']) == {'18', '24', '32', '36', '40', '48'}
+    assert list(report['cases']) == ['conv_widths']
+    assert report['cases']['conv_widths'].startswith('measured in ')
     assert (out / 'install.log').read_text().count('[install] done') == 1

@@ -67,3 +67,18 @@ def test_tests_cut_at_the_time_limit_are_said_to_be(tmp_path):
     assert 'CUDA tests: 1 passed, 1 failed, 0 skipped' in text
     assert '(cut at the time limit, 87 s: the tests not finished by then are not listed)' in text
     assert '- FAILED test_b: boom' in text
+
+
+def test_what_became_of_each_case_is_reported(tmp_path):
+    (tmp_path / 'cases.tsv').write_text(
+        'det_w18_fp32\tmeasured in 41 s (estimate 50 s)\n'
+        'det_w18_cudagraphs\texit 124 after 190 s; last progress: [benchmark  180.2s] warm-up '
+        '1/3: hrnet_mm HRNetV2p [channels_last, cudagraphs]; last line: a | b\n'
+        'pose_w32_cudagraphs\tskipped: 12 s left, needs about 150 s\n')
+    rep = gpu_report.report(str(tmp_path))
+    assert list(rep['cases']) == ['det_w18_fp32', 'det_w18_cudagraphs', 'pose_w32_cudagraphs']
+    text = gpu_report.to_markdown(rep, summary=True)
+    assert '| det_w18_fp32 | measured in 41 s (estimate 50 s) |' in text
+    assert ('| det_w18_cudagraphs | exit 124 after 190 s; last progress: [benchmark  180.2s] '
+            'warm-up 1/3: hrnet_mm HRNetV2p [channels_last, cudagraphs]; last line: a / b |') in text
+    assert '| pose_w32_cudagraphs | skipped: 12 s left, needs about 150 s |' in text

@@ -31,6 +31,8 @@ mkdir -p "$WORK/bench"
 left() { echo $((DEADLINE - $(date +%s))); }
 at_least() { echo $(($2 > $1 ? $2 : $1)); }  # a time limit of at least $1 seconds
 say() { printf '[gpu_check %4ds] %s\n' $(($(date +%s) - START)) "$*"; }
+# what became of each benchmark case, for the console and the report (gpu_report.py)
+note() { say "benchmark $1: $2"; printf '%s\t%s\n' "$1" "$2" >> "$WORK/cases.tsv"; }
 cd "$ROOT"
 
 PYBASE=${GPU_PYTHON:-python3}
@@ -117,13 +119,24 @@ for entry in "${CASES[@]}"; do
     continue
   fi
   if [ "$(left)" -lt $((estimate + 15)) ]; then
-    say "benchmark $name: skipped, $(left)s left (needs about ${estimate}s)"
+    note "$name" "skipped: $(left) s left, needs about ${estimate} s"
     continue
   fi
   say "benchmark $name"
+  case_start=$(date +%s)
   # shellcheck disable=SC2086
   timeout "$(at_least 10 $(($(left) - 10)))" "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
-    --out "$WORK/bench/$name.json" >> "$OUT/bench.log" 2>&1 || say "benchmark $name: exit $?"
+    --out "$WORK/bench/$name.json" > "$WORK/case.log" 2>&1
+  RC=$?
+  cat "$WORK/case.log" >> "$OUT/bench.log"
+  took=$(($(date +%s) - case_start))
+  if [ $RC = 0 ]; then
+    note "$name" "measured in ${took} s (estimate ${estimate} s)"
+  else
+    # the last progress line (seconds since the start: where the time went), the error
+    note "$name" "exit $RC after ${took} s; last progress: $(grep '^\[benchmark' \
+      "$WORK/case.log" | tail -n 1); last line: $(tail -n 1 "$WORK/case.log" | cut -c1-300)"
+  fi
 done
 
 # ------------------------------------------------------------------ 4. report

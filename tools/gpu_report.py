@@ -105,7 +105,12 @@ def report(work: str) -> dict:
             bench[os.path.splitext(os.path.basename(path))[0]] = json.load(f)
     targets = [check_target(t, bench[t['case']]) if t['case'] in bench else
                dict(case=t['case'], what=t['what'], status='not measured') for t in TARGETS]
-    return dict(tests=read_tests(os.path.join(work, 'tests.xml')), targets=targets, bench=bench)
+    cases = {}
+    if os.path.exists(os.path.join(work, 'cases.tsv')):  # written by gpu_check.sh
+        with open(os.path.join(work, 'cases.tsv')) as f:
+            cases = dict(line.rstrip('\n').split('\t', 1) for line in f if '\t' in line)
+    return dict(tests=read_tests(os.path.join(work, 'tests.xml')), targets=targets,
+                cases=cases, bench=bench)
 
 
 def to_markdown(rep: dict, summary: bool = False) -> str:
@@ -136,6 +141,9 @@ def to_markdown(rep: dict, summary: bool = False) -> str:
         lines.append(f"| {t['what']} | {t.get('best', '')} | {fmt(t.get('ratio'))} | "
                      f"{fmt(t.get('target'))} | {t['status']} | "
                      f"{fmt(t.get('vs_strongest_stock'))} | {fmt(t.get('vs_stretch'))} |")
+    if rep.get('cases'):
+        lines += ['', '| benchmark case | what became of it |', '|---|---|']
+        lines += [f"| {name} | {what.replace('|', '/')} |" for name, what in rep['cases'].items()]
     for case, results in ({} if summary else rep['bench']).items():
         lines += ['', f'## {case}', '']
         if results.get('model') == 'conv_widths':
