@@ -80,5 +80,6 @@ def test_what_became_of_each_case_is_reported(tmp_path):
     text = gpu_report.to_markdown(rep, summary=True)
     assert '| det_w18_fp32 | measured in 41 s (estimate 50 s) |' in text
     assert ('| det_w18_cudagraphs | exit 124 after 190 s; last progress: [benchmark  180.2s] '
-            'warm-up 1/3: hrnet_mm HRNetV2p [channels_last, cudagraphs]; last line: a / b |') in text
+            'warm-up 1/3: hrnet_mm HRNetV2p [channels_last, cudagraphs]; last line: a / b |'
+            ) in text
     assert '| pose_w32_cudagraphs | skipped: 12 s left, needs about 150 s |' in text
