@@ -36,3 +36,17 @@ def heatmap_head(in_channels, out_channels=17, **kwargs):
     from mmpose.models.heads import HeatmapHead
     with DefaultScope.overwrite_default_scope('mmpose'):
         return HeatmapHead(in_channels=in_channels, out_channels=out_channels, **kwargs)
+
+
+def padded_parts(model) -> dict:
+    """Every padded tensor's extra part (beyond the real channels) of a channel-padded
+    HRNetV2 (hrnet_mm.padding), by ``layer.tensor`` name; empty for an unpadded one."""
+    import torch
+    parts = {}
+    for name, shapes in getattr(model, '_pad_shapes', {}).items():
+        for t_name, shape in shapes.items():
+            t = getattr(model.get_submodule(name), t_name).detach()
+            mask = torch.ones_like(t, dtype=torch.bool)
+            mask[tuple(slice(0, n) for n in shape)] = False
+            parts[f'{name}.{t_name}'] = t[mask]
+    return parts

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from helpers import max_abs_diff, randomize
+from helpers import max_abs_diff, padded_parts, randomize
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
@@ -21,18 +21,6 @@ def plain(representation='branches', seed=0, **kwargs):
     # w18_small_v2: widths 18, 36, 72, 144, as W18's
     return randomize(HRNetV2(arch='w18_small_v2', representation=representation, **kwargs),
                      seed)
-
-
-def padded_parts(model):
-    """Every padded tensor's extra part (beyond the real channels), by name."""
-    parts = {}
-    for name, shapes in getattr(model, '_pad_shapes', {}).items():
-        for t_name, shape in shapes.items():
-            t = getattr(model.get_submodule(name), t_name).detach()
-            mask = torch.ones_like(t, dtype=torch.bool)
-            mask[tuple(slice(0, n) for n in shape)] = False
-            parts[f'{name}.{t_name}'] = t[mask]
-    return parts
 
 
 @pytest.mark.parametrize('representation', REPRESENTATIONS)
