@@ -506,9 +506,10 @@ def _fast_vs_stock_fast(results: dict) -> List[str]:
                  if name.startswith('hrnet_mm fast ')}
     out = []
     for ours, stock in pairs.items():
-        if ours in rows and stock in rows and _ratios(rows[ours], rows[stock]):
+        ratios = _ratios(rows[ours], rows[stock]) if ours in rows and stock in rows else ''
+        if ratios:
             out += ['', f'{ours} against {stock} (the stock model with the same generic '
-                    f'tools): {_ratios(rows[ours], rows[stock])}']
+                    f'tools): {ratios}']
     return out
 
 
@@ -526,9 +527,10 @@ def _padding_effect(results: dict) -> List[str]:
     out = []
     for name, row in rows.items():
         plain = re.sub(r', pad \d+', '', name)
-        if plain != name and plain in rows and _ratios(row, rows[plain]):
+        ratios = _ratios(row, rows[plain]) if plain != name and plain in rows else ''
+        if ratios:
             out += ['', f'Channel padding: {name} against {plain} (the same without padding): '
-                    f'{_ratios(row, rows[plain])}']
+                    f'{ratios}']
     return out
 
 
