@@ -242,3 +242,14 @@ def test_precision_check_refuses_bad_weights_and_a_wrong_metric_in_one_line(demo
     assert "--metric 'coco/AP': the evaluator reports ['aAcc', 'mAcc', 'mIoU']" in line
     proc = _tool('precision_check', SEG, ckpt, '--draws', '0', cwd=demo_dir)
     assert proc.returncode == 2 and 'error: --draws 0: at least 1' in proc.stderr
+
+
+def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
+    proc = _tool('complexity', '--arch', 'w18', '--pad-channels', '1', '--shape', '64', '64',
+                 cwd=tmp_path)
+    assert _error_line(proc) == ('error: pad_channels=1: must be an int >= 2 (e.g. 8), or None '
+                                 '(no padding) (--debug shows the traceback)')
+    proc = _tool('benchmark', '--pad-channels', '0', cwd=tmp_path)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'benchmark.py: error: --pad-channels 0: must be an int >= 2 (e.g. 8)')

@@ -24,6 +24,7 @@ import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
                             format_table, run)
+from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
 FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
@@ -69,7 +70,11 @@ def parse_args(argv=None):
     p.add_argument('--no-memory', action='store_true', help='skip the peak-memory pass')
     p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
     p.add_argument('--out', default='benchmark.json', help='JSON results file')
-    return p.parse_args(argv)
+    add_debug_flag(p)
+    args = p.parse_args(argv)
+    if args.pad_channels is not None and args.pad_channels < 2:
+        p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
+    return args
 
 
 def main(argv=None) -> int:
@@ -117,4 +122,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -18,6 +18,7 @@ import torch
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.complexity import PAPER, build_from_config, count
+from hrnet_mm.engine.cli import add_debug_flag, run_tool
 from hrnet_mm.padding import unpad_channels
 
 
@@ -29,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument('--pad-channels', type=int, metavar='N',
                    help='without a config: HRNetV2(pad_channels=N) (a config sets its own)')
     p.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'))
+    add_debug_flag(p)
     return p.parse_args(argv)
 
 
@@ -74,4 +76,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))
