@@ -192,9 +192,13 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device,
 
 def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device,
                       warmup: int, repeats: int, progress: Callable[[str], None],
-                      first: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+                      first: Optional[Dict[str, float]] = None,
+                      on_round: Optional[Callable[[Dict[str, float], int], None]] = None
+                      ) -> Dict[str, float]:
     """Median seconds per call of each step, the steps taking turns; ``first`` (if given)
-    gets each step's first call in seconds (a warm-up, or the first repeat)."""
+    gets each step's first call in seconds (a warm-up, or the first repeat). ``on_round``
+    (if given) is called after the first warm-up round and after each round of repeats with
+    the medians so far and the number of repeats done, so that a run cut short keeps them."""
 
     def timed(step: Callable[[], None]) -> float:
         _sync(device)
@@ -209,6 +213,8 @@ def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device
             t = timed(step)
             if i == 0 and first is not None:
                 first[name] = t
+        if i == 0 and on_round is not None:
+            on_round({}, 0)
     times: Dict[str, List[float]] = {name: [] for name in steps}
     for r in range(repeats):
         for name, step in steps.items():
@@ -216,6 +222,8 @@ def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device
             times[name].append(timed(step))
             if r == 0 and warmup == 0 and first is not None:
                 first[name] = times[name][0]
+        if on_round is not None:
+            on_round({name: statistics.median(t) for name, t in times.items()}, r + 1)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -314,7 +322,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         warmup: int = 1, repeats: int = 5, memory: bool = True,
         fast_precision: Optional[str] = None, stock_fast: bool = True,
         pad_channels: Optional[int] = None, profile: bool = False,
-        progress: Callable[[str], None] = print) -> dict:
+        progress: Callable[[str], None] = print,
+        save: Optional[Callable[[dict], None]] = None) -> dict:
     """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``).
 
     Rows: each reference and HRNetV2 with its weights (plain, ``precision``); with ``fast``,
@@ -322,7 +331,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     generic tools, both in ``fast_precision`` (default ``precision``); ``pad_channels`` adds
     the fast HRNetV2 with its channels padded to that multiple (:mod:`hrnet_mm.padding`, an
     HRNet-specific path that the stock model has no counterpart of); ``with_cp`` adds a
-    training row. ``profile`` adds :func:`profile_step`'s figures for every row.
+    training row. ``profile`` adds :func:`profile_step`'s figures for every row. ``save``
+    (if given) gets the results measured so far after each round of repeats and each row's
+    memory or profile, with ``partial`` saying how far the run got: a run cut short (a time
+    limit) keeps them.
     """
     dev = torch.device(device)
     x = torch.randn(batch, 3, *size, device=dev)
@@ -360,9 +372,25 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                    warmup=warmup, repeats=repeats, torch=torch.__version__,
                    python=platform.python_version(),
                    threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d'))
-    measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
-                   profile=profile, progress=progress)
     ours_name = f'hrnet_mm ({baseline} config)'
+    # how far from the device's limit: multiply-adds of one image, and the peak per precision
+    results['gmacs_per_image'] = count(plain[ours_name].eval(), x[:1]).gflops
+    results['peak'] = {p: device_peak(dev, p)._asdict()
+                       for p in dict.fromkeys((precision, fast_precision))}
+
+    def snapshot(partial: Optional[str] = None) -> dict:
+        out = dict(results, rows=[asdict(r) for r in rows.values()])
+        # each hrnet_mm fast row and the stock row with the same generic tools
+        out['stock_pairs'] = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
+                              if k in fast_names and fast_names[k] in rows
+                              and fast_names['stock'] in rows}
+        if partial:
+            out['partial'] = partial
+        return out
+
+    measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
+                   profile=profile, progress=progress,
+                   checkpoint=lambda what: save(snapshot(what)) if save else None)
 
     def add_fast_rows(models: Dict[str, nn.Module], mode: str, paths: Sequence[str]) -> None:
         """HRNetV2 with the fast ``paths`` (and padded), the stock model with the same
@@ -397,20 +425,11 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
             models['hrnet_mm with_cp'] = cpm
             rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
         _measure_training({name: m.train() for name, m in models.items()}, **measure)
-    results['rows'] = [asdict(r) for r in rows.values()]
-    # each hrnet_mm fast row and the stock row with the same generic tools
-    results['stock_pairs'] = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
-                              if k in fast_names and fast_names[k] in rows
-                              and fast_names['stock'] in rows}
-    # how far from the device's limit: multiply-adds of one image, and the peak per precision
-    results['gmacs_per_image'] = count(plain[ours_name].eval(), x[:1]).gflops
-    results['peak'] = {p: device_peak(dev, p)._asdict()
-                       for p in dict.fromkeys((precision, fast_precision))}
-    return results
+    return snapshot()
 
 
 def _measure_inference(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,
-                       profile, progress) -> None:
+                       profile, progress, checkpoint) -> None:
     """Inference images/s (and peak memory, profile) of every model, in turns."""
 
     def infer_step(m, precision):
@@ -421,36 +440,51 @@ def _measure_inference(models: Dict[str, nn.Module], dev, x, rows, warmup, repea
 
     steps = {name: infer_step(m.eval(), rows[name].precision) for name, m in models.items()}
     _measure(steps, models, {}, 'infer', dev, x, rows, warmup, repeats, memory, profile,
-             progress)
+             progress, checkpoint)
 
 
 def _measure_training(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,
-                      profile, progress) -> None:
+                      profile, progress, checkpoint) -> None:
     """Training-step images/s (forward, backward, SGD step) of every model, in turns."""
     steps, optims = {}, {}
     for name, m in models.items():
         steps[name], optims[name] = _train_step(m, x, dev, rows[name].precision)
     _measure(steps, models, optims, 'train', dev, x, rows, warmup, repeats, memory, profile,
-             progress)
+             progress, checkpoint)
 
 
 def _measure(steps, models, optims, mode, dev, x, rows, warmup, repeats, memory, profile,
-             progress) -> None:
-    batch = x.shape[0]
+             progress, checkpoint) -> None:
+    seconds = time_rows(steps, rows, mode, x.shape[0], dev, warmup, repeats, progress,
+                        checkpoint)
+    for i, (name, step) in enumerate(steps.items() if memory else ()):
+        progress(f'{mode} memory: {name}')
+        setattr(rows[name], f'{mode}_peak_mib',
+                peak_memory_mib(step, dev, [models[name]], optims.get(name)))
+        checkpoint(f'{mode} memory: {i + 1} of {len(steps)} rows')
+    for i, (name, step) in enumerate(steps.items() if profile else ()):
+        progress(f'{mode} profile: {name}')
+        rows[name].profile[mode] = profile_step(step, dev, seconds[name])
+        checkpoint(f'{mode} profile: {i + 1} of {len(steps)} rows')
+
+
+def time_rows(steps: Dict[str, Callable[[], None]], rows: Dict[str, Row], mode: str,
+              batch: int, device: torch.device, warmup: int, repeats: int,
+              progress: Callable[[str], None],
+              checkpoint: Callable[[str], None]) -> Dict[str, float]:
+    """Time the steps in turns (:func:`_time_interleaved`) into their rows' ``{mode}_img_s``
+    and ``first_call_s``, calling ``checkpoint(what is measured so far)`` after each round:
+    a run cut short keeps the medians of the repeats it finished. Returns seconds per step."""
+
+    def on_round(seconds: Dict[str, float], done: int) -> None:
+        for name, sec in first.items():
+            rows[name].first_call_s[mode] = round(sec, 3)
+        for name, sec in seconds.items():
+            setattr(rows[name], f'{mode}_img_s', batch / sec)
+        checkpoint(f'{mode}: {done} of {repeats} repeats')
+
     first: Dict[str, float] = {}
-    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first)
-    for name, sec in seconds.items():
-        setattr(rows[name], f'{mode}_img_s', batch / sec)
-        rows[name].first_call_s[mode] = round(first[name], 3)
-    if memory:
-        for name, step in steps.items():
-            progress(f'{mode} memory: {name}')
-            setattr(rows[name], f'{mode}_peak_mib',
-                    peak_memory_mib(step, dev, [models[name]], optims.get(name)))
-    if profile:
-        for name, step in steps.items():
-            progress(f'{mode} profile: {name}')
-            rows[name].profile[mode] = profile_step(step, dev, seconds[name])
+    return _time_interleaved(steps, device, warmup, repeats, progress, first, on_round)
 
 
 def conv_width_probe(widths: Sequence[int] = (18, 24, 32, 36, 40, 48), batch: int = 2,
@@ -564,6 +598,9 @@ def format_table(results: dict) -> str:
             f"{results['size'][0]}x{results['size'][1]}, {results['precision']}, "
             f"{results['device']}, torch {results['torch']}, {results['threads']} threads, "
             f"{results['date']}; ratios vs {results['baseline']}\n\n")
+    if results.get('partial'):
+        head += (f"Cut short: measured up to \"{results['partial']}\"; speeds are medians of "
+                 'the repeats done, empty cells were not reached.\n\n')
     lines = ['| model | precision | infer img/s | x | infer peak MiB | train img/s | x | '
              'train peak MiB | x | max abs diff | infer GFLOP/s (% of peak) | '
              'train GFLOP/s (% of peak) |', '|---|---|---|---|---|---|---|---|---|---|---|---|']

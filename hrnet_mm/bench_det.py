@@ -18,8 +18,8 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .bench import (PRECISIONS, Row, _autocast, _device_name, _time_interleaved,
-                    peak_memory_mib, profile_step, randomize_weights)
+from .bench import (PRECISIONS, Row, _autocast, _device_name, peak_memory_mib, profile_step,
+                    randomize_weights, time_rows)
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
@@ -101,7 +101,8 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
                     precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
                     repeats: int = 5, memory: bool = True, profile: bool = False,
                     pad_channels: Optional[int] = None, compile: Optional[str] = None,
-                    progress: Callable[[str], None] = print) -> dict:
+                    progress: Callable[[str], None] = print,
+                    save: Optional[Callable[[dict], None]] = None) -> dict:
     """Time the training step of each detector (in turns); returns a JSON-able dict in
     :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector).
 
@@ -110,7 +111,9 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
     ``'cudagraphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm, padded) with
     backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'`` replaying
     them as CUDA graphs (``mode='reduce-overhead'``): the image size is fixed here, as in
-    mmdet's COCO recipe batches of one shape, so the graphs are static."""
+    mmdet's COCO recipe batches of one shape, so the graphs are static. ``save``: as in
+    :func:`hrnet_mm.bench.run`, the results so far after each round and each row's memory or
+    profile."""
     if compile not in (None, 'compile', 'cudagraphs'):
         raise ValueError(f"compile={compile!r}: None, 'compile' or 'cudagraphs'")
     if precision not in PRECISIONS:
@@ -157,22 +160,32 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
             rows[fast_name] = Row(fast_name, precision)
         pairs.update({f'{n[:-1]}, {compile}]': f'{STOCK} [channels_last, {compile}]'
                       for n in eager})
+    results = dict(arch=f'Faster R-CNN {arch}', representation='v2p', batch=batch,
+                   size=list(size), precision=precision, device=_device_name(dev),
+                   baseline=STOCK, warmup=warmup, repeats=repeats, torch=torch.__version__,
+                   python=platform.python_version(), threads=torch.get_num_threads(),
+                   pad_channels=pad_channels, compile=compile, date=time.strftime('%Y-%m-%d'),
+                   stock_pairs=pairs)
+
+    def snapshot(partial: Optional[str] = None) -> dict:
+        out = dict(results, rows=[asdict(r) for r in rows.values()])
+        if partial:
+            out['partial'] = partial
+        return out
+
+    def checkpoint(what: str) -> None:
+        if save:
+            save(snapshot(what))
+
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
-    first: Dict[str, float] = {}
-    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first)
-    for name, sec in seconds.items():
-        rows[name].train_img_s = batch / sec
-        rows[name].first_call_s['train'] = round(first[name], 3)
-        if memory:
-            progress(f'training memory: {name}')
-            rows[name].train_peak_mib = peak_memory_mib(steps[name], dev, [models[name]],
-                                                        steps[name].optimizer)
-        if profile:
-            progress(f'training profile: {name}')
-            rows[name].profile['train'] = profile_step(steps[name], dev, sec)
-    return dict(arch=f'Faster R-CNN {arch}', representation='v2p', batch=batch,
-                size=list(size), precision=precision, device=_device_name(dev), baseline=STOCK,
-                warmup=warmup, repeats=repeats, torch=torch.__version__,
-                python=platform.python_version(), threads=torch.get_num_threads(),
-                pad_channels=pad_channels, compile=compile, date=time.strftime('%Y-%m-%d'),
-                rows=[asdict(r) for r in rows.values()], stock_pairs=pairs)
+    seconds = time_rows(steps, rows, 'train', batch, dev, warmup, repeats, progress, checkpoint)
+    for i, name in enumerate(steps if memory else ()):
+        progress(f'training memory: {name}')
+        rows[name].train_peak_mib = peak_memory_mib(steps[name], dev, [models[name]],
+                                                    steps[name].optimizer)
+        checkpoint(f'train memory: {i + 1} of {len(steps)} rows')
+    for i, name in enumerate(steps if profile else ()):
+        progress(f'training profile: {name}')
+        rows[name].profile['train'] = profile_step(steps[name], dev, seconds[name])
+        checkpoint(f'train profile: {i + 1} of {len(steps)} rows')
+    return snapshot()

@@ -25,8 +25,13 @@ def test_detectors_share_weights_and_compute_the_same_features():
 
 
 def test_faster_rcnn_benchmark_runs_every_row():
+    saved = []
     results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
-                              memory=False, pad_channels=8, progress=lambda msg: None)
+                              memory=False, pad_channels=8, progress=lambda msg: None,
+                              save=saved.append)
+    # what a run cut short keeps: the timed round, with everything but the last stage
+    assert [s['partial'] for s in saved] == ['train: 1 of 1 repeats']
+    assert saved[0]['rows'] == results['rows'] and 'partial' not in results
     rows = {r['name']: r for r in results['rows']}
     padded = f'{OURS} [channels_last, pad 8]'
     assert list(rows) == [STOCK, OURS, RESNET, f'{STOCK} [channels_last]',

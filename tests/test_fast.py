@@ -208,6 +208,66 @@ def test_benchmark_runs_and_reports(tmp_path):
     assert 'First call' not in table  # nothing compiled
 
 
+def test_benchmark_saves_what_it_measured_after_each_round():
+    saved = []
+    results = run(arch='w18_small_v1', representation='branches', batch=1, size=(64, 64),
+                  references=('mmseg', ), modes=('infer', 'train'), fast=('channels_last', ),
+                  warmup=1, repeats=2, progress=lambda msg: None, save=saved.append)
+    assert [s['partial'] for s in saved] == [
+        'infer: 0 of 2 repeats', 'infer: 1 of 2 repeats', 'infer: 2 of 2 repeats',
+        *[f'infer memory: {i} of 4 rows' for i in (1, 2, 3, 4)],
+        'train: 0 of 2 repeats', 'train: 1 of 2 repeats', 'train: 2 of 2 repeats',
+        *[f'train memory: {i} of 4 rows' for i in (1, 2, 3, 4)]]
+    assert 'partial' not in results
+    # after the warm-up: first calls only; after the training repeats: every speed, and
+    # the figures that a report needs (peak, multiply-adds, the stock pairs)
+    assert all(r['first_call_s'] and r['infer_img_s'] is None for r in saved[0]['rows'])
+    timed = saved[9]
+    assert all(r['train_img_s'] > 0 and r['train_peak_mib'] is None for r in timed['rows'])
+    assert {k: v for k, v in timed.items() if k not in ('rows', 'partial')} == \
+        {k: v for k, v in results.items() if k != 'rows'}
+    assert ('Cut short: measured up to "train: 2 of 2 repeats"; speeds are medians of the '
+            'repeats done, empty cells were not reached.') in format_table(timed)
+    assert 'Cut short' not in format_table(results)
+
+
+@pytest.mark.parametrize('signal_name', ['SIGKILL', 'SIGINT'])
+def test_a_benchmark_stopped_early_keeps_its_finished_rounds(tmp_path, signal_name):
+    """The GPU run cuts a benchmark at its time limit (kill -9 at worst), a user presses
+    Ctrl-C: the rounds done by then are kept; Ctrl-C also prints their table."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    out = tmp_path / 'bench.json'
+    proc = subprocess.Popen(
+        [sys.executable, 'tools/benchmark.py', '--arch', 'w18_small_v1', '--size', '32', '32',
+         '--modes', 'infer', '--warmup', '0', '--repeats', '100000', '--no-memory', '--device',
+         'cpu', '--out', str(out)], cwd=os.path.dirname(os.path.dirname(__file__)),
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if 'repeat 3/' in line:
+                break
+        proc.send_signal(getattr(signal, signal_name))
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    results = json.loads(out.read_text())
+    done = int(results['partial'].split()[1])
+    assert results['partial'] == f'infer: {done} of 100000 repeats' and done >= 2
+    assert [r['name'] for r in results['rows']] == [
+        'mmseg', 'hrnet_mm (mmseg config)', 'hrnet_mm fast [fold, channels_last]',
+        'mmseg fast [fold, channels_last]']
+    assert all(r['infer_img_s'] > 0 for r in results['rows'])
+    assert 'Cut short: measured up to "infer: ' in format_table(results)
+    if signal_name == 'SIGINT':
+        assert proc.returncode == 130 and stderr.splitlines()[-1] == 'interrupted'
+        assert format_table(results) in stdout and f'written so far: {out}' in stdout
+
+
 def test_benchmark_reports_the_first_call_of_compiled_rows():
     import time as _time
 

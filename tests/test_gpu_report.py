@@ -83,3 +83,22 @@ def test_what_became_of_each_case_is_reported(tmp_path):
             'warm-up 1/3: hrnet_mm HRNetV2p [channels_last, cudagraphs]; last line: a / b |'
             ) in text
     assert '| pose_w32_cudagraphs | skipped: 12 s left, needs about 150 s |' in text
+
+
+def test_a_case_cut_at_its_time_limit_reports_what_it_kept(tmp_path):
+    """tools/benchmark.py saves after each round: a cut case still counts, marked as such."""
+    (tmp_path / 'bench').mkdir()
+    results = det_results({STOCK: 10.0, 'hrnet_mm HRNetV2p [channels_last]': 16.0})
+    results['partial'] = 'train: 4 of 10 repeats'
+    (tmp_path / 'bench' / 'det_w18_bf16.json').write_text(json.dumps(results))
+    (tmp_path / 'cases.tsv').write_text(
+        'det_w18_bf16\texit 124 after 290 s; last progress: [benchmark  281.0s] train memory: '
+        'x; last line: y\n')
+    rep = gpu_report.report(str(tmp_path))
+    det = next(t for t in rep['targets'] if t['case'] == 'det_w18_bf16')
+    assert det['status'] == 'met (cut short at "train: 4 of 10 repeats")'
+    assert det['ratio'] == pytest.approx(1.6)
+    assert rep['cases']['det_w18_bf16'].endswith(
+        'last line: y; results kept up to "train: 4 of 10 repeats"')
+    text = gpu_report.to_markdown(rep)
+    assert 'Cut short: measured up to "train: 4 of 10 repeats"' in text

@@ -11,14 +11,17 @@ training step (forward, backward, SGD step) with the models taking turns, and me
 memory. With --fast, the first reference also runs with the same generic tools (mmcv's
 fuse_conv_bn, channels_last, torch.compile, AMP with --fast-precision): the strongest
 thing a user could do instead.
-Prints a Markdown table (ratios against the first reference) and writes JSON. Rows that compile
-also report their first call (compiling and CUDA graph capture included): the wait before the
-speed shows.
+Prints a Markdown table (ratios against the first reference) and writes JSON, also after each
+round of repeats, so that a run cut short keeps what it measured (``partial`` says how far it
+got). Rows that compile also report their first call (compiling and CUDA graph capture
+included): the wait before the speed shows.
 """
 import argparse
 import json
+import os
 import sys
 import time
+from typing import Callable
 
 import torch
 
@@ -89,36 +92,55 @@ def main(argv=None) -> int:
         print(f'[benchmark {time.perf_counter() - start:6.1f}s] {msg}', file=sys.stderr,
               flush=True)
 
+    saved = []
+
+    def save(results: dict) -> None:
+        # written whole, then renamed: a run killed at any moment (a time limit) leaves the
+        # results of the rounds it finished, never a half-written file
+        with open(f'{args.out}.tmp', 'w') as f:
+            json.dump(results, f, indent=2)
+        os.replace(f'{args.out}.tmp', args.out)
+        saved[:] = [results]
+
+    try:
+        results = measure(args, progress, save)
+    except KeyboardInterrupt:  # Ctrl-C: show what was measured by then
+        if saved and 'rows' in saved[0]:
+            print(format_table(saved[0]))
+            print(f'\nwritten so far: {args.out}')
+        raise
+    if args.model != 'conv_widths':
+        print(format_table(results))
+    save(results)
+    print(f'\nwritten: {args.out}')
+    return 0
+
+
+def measure(args: argparse.Namespace, progress: Callable[[str], None],
+            save: Callable[[dict], None]) -> dict:
+    """The results of the benchmark that ``args`` asks for (``save``: each round's)."""
     if args.model == 'conv_widths':
         results = conv_width_probe(batch=args.batch, size=args.size, precision=args.precision,
                                    device=args.device, repeats=args.repeats, progress=progress)
         print(json.dumps(results['ms']))
-        with open(args.out, 'w') as f:
-            json.dump(results, f, indent=2)
-        return 0
+        return results
     if args.model == 'faster_rcnn':
         from hrnet_mm.bench_det import run_faster_rcnn
-        results = run_faster_rcnn(arch=args.arch, batch=args.batch, size=args.size,
-                                  precision=args.precision, device=args.device,
-                                  warmup=args.warmup, repeats=args.repeats,
-                                  memory=not args.no_memory, profile=args.profile,
-                                  pad_channels=args.pad_channels,
-                                  compile=next((f for f in ('cudagraphs', 'compile')
-                                                if f in args.fast), None),
-                                  progress=progress)
-    else:
-        results = run(arch=args.arch, representation=args.representation, batch=args.batch,
-                      size=args.size, precision=args.precision, device=args.device,
-                      references=args.refs, modes=args.modes, fast=args.fast,
-                      with_cp=args.with_cp, warmup=args.warmup, repeats=args.repeats,
-                      memory=not args.no_memory, fast_precision=args.fast_precision,
-                      stock_fast=not args.no_stock_fast, pad_channels=args.pad_channels,
-                      profile=args.profile, progress=progress)
-    print(format_table(results))
-    with open(args.out, 'w') as f:
-        json.dump(results, f, indent=2)
-    print(f'\nwritten: {args.out}')
-    return 0
+        return run_faster_rcnn(arch=args.arch, batch=args.batch, size=args.size,
+                               precision=args.precision, device=args.device,
+                               warmup=args.warmup, repeats=args.repeats,
+                               memory=not args.no_memory, profile=args.profile,
+                               pad_channels=args.pad_channels,
+                               compile=next((f for f in ('cudagraphs', 'compile')
+                                             if f in args.fast), None),
+                               progress=progress, save=save)
+    return run(arch=args.arch, representation=args.representation, batch=args.batch,
+               size=args.size, precision=args.precision, device=args.device,
+               references=args.refs, modes=args.modes, fast=args.fast, with_cp=args.with_cp,
+               warmup=args.warmup, repeats=args.repeats, memory=not args.no_memory,
+               fast_precision=args.fast_precision, stock_fast=not args.no_stock_fast,
+               pad_channels=args.pad_channels, profile=args.profile, progress=progress,
+               save=save)
 
 
 if __name__ == '__main__':

@@ -90,6 +90,8 @@ def check_target(t: dict, results: dict) -> dict:
                target=t['target'])
     out['status'] = 'met' if out['ratio'] >= t['target'] else \
         f"missed by {t['target'] / out['ratio']:.2f}x"
+    if results.get('partial'):  # cut at its time limit: fewer repeats, maybe fewer rows
+        out['status'] += f" (cut short at \"{results['partial']}\")"
     strongest = _rate(rows, t['strongest'], t['key'])
     if strongest:
         out['vs_strongest_stock'] = candidates[best] / strongest
@@ -109,6 +111,9 @@ def report(work: str) -> dict:
     if os.path.exists(os.path.join(work, 'cases.tsv')):  # written by gpu_check.sh
         with open(os.path.join(work, 'cases.tsv')) as f:
             cases = dict(line.rstrip('\n').split('\t', 1) for line in f if '\t' in line)
+    for name, results in bench.items():  # a case cut short keeps the rounds it finished
+        if name in cases and results.get('partial'):
+            cases[name] += f"; results kept up to \"{results['partial']}\""
     return dict(tests=read_tests(os.path.join(work, 'tests.xml')), targets=targets,
                 cases=cases, bench=bench)
 
