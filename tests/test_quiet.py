@@ -73,6 +73,34 @@ def test_prints_into_log_uses_the_loggers_file_and_verbose_keeps_the_console(tmp
                        '(--verbose prints them)\n')
 
 
+def test_torch_compile_notices_go_to_the_log_file_and_errors_stay(tmp_path, capsys):
+    """torch.compile logs "Profiler record function ... will be ignored" through torch's own
+    loggers (each with a console handler that does not propagate) while a compiled run trains:
+    into the log file and the count; an error of torch's stays on the console."""
+    import torch._dynamo  # noqa: F401 - sets up torch's loggers, as compiling does
+    from torch._logging._internal import warning_once
+    logger = logging.getLogger('hrnet_mm_quiet_torch')
+    handler = logging.FileHandler(tmp_path / 'runner.log')
+    logger.addHandler(handler)
+    dynamo = logging.getLogger('torch._dynamo.variables.ctx_manager')
+    try:
+        with prints_into_log(logger) as sink:
+            warning_once(dynamo, 'Profiler record function %s will be ignored', 'f')
+            logging.getLogger('torch._inductor').error('an inductor error')
+            # torch's structured trace (debug records, a file when TORCH_TRACE is set)
+            logging.getLogger('torch.__trace').debug('a trace record')
+        dynamo.warning('after the run')
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    text = (tmp_path / 'runner.log').read_text()
+    assert 'Profiler record function f will be ignored' in text and sink.warnings == 1
+    err = capsys.readouterr().err
+    assert 'Profiler record function' not in err
+    assert 'an inductor error' in err and 'an inductor error' not in text
+    assert 'after the run' in err  # the filters are gone afterwards
+
+
 def test_library_deprecation_notices_go_to_the_log_file_only(tmp_path):
     """mmpretrain's datasets make mmengine log two "will be deprecated" WARNING lines on every
     run: into the log file and the count, off the console; other lines stay on the console."""

@@ -6,8 +6,8 @@ per evaluation), and the libraries warn about things a user cannot act on. Nothi
 away: it all goes to a log file, whose path is printed.
 
 - :func:`prints_into_log` (``tools/train.py``, ``tools/test.py``): while a Runner trains or
-  tests, ``print`` output and third-party warnings go to the Runner's own log file; mmengine's
-  log lines stay on the console as they are.
+  tests, ``print`` output, third-party warnings and torch's logged notices (``torch.compile``)
+  go to the Runner's own log file; mmengine's log lines stay on the console as they are.
 - :func:`build_runner` (``tools/train.py``, ``tools/test.py``): ``Runner.from_cfg`` with its
   set-up dump (environment, the whole config, the hook order: ~480 lines) and the libraries'
   warnings while the model is built in the log file only, and one console line naming it.
@@ -117,10 +117,42 @@ class _NoticesOffConsole(logging.Filter):
         return True
 
 
+class _TorchNoticesIntoLog(logging.Filter):
+    """Moves the WARNING lines of torch's own loggers from the console into ``sink``, counted
+    as warnings: ``torch.compile`` logs notices a user cannot act on ("Profiler record function
+    ... will be ignored" while it traces the optimizer). Errors stay on the console."""
+
+    def __init__(self, sink: LogSink) -> None:
+        super().__init__()
+        self.sink, self.last = sink, None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not logging.WARNING <= record.levelno < logging.ERROR:
+            return True
+        if record is not self.last:  # a record passes each handler of its logger: once
+            self.last = record
+            self.sink.warnings += 1
+            self.sink.write(_TORCH_FORMAT.format(record) + '\n')
+        return False
+
+
+_TORCH_FORMAT = logging.Formatter('%(levelname)s %(name)s: %(message)s')
+
+
+def _torch_consoles() -> List[logging.Handler]:
+    """The console handlers of torch's loggers (``torch``, ``torch._dynamo``, ...: torch gives
+    each its own, and they do not propagate); not its trace handler (``TORCH_TRACE``)."""
+    consoles = (sys.stderr, sys.__stderr__, sys.stdout, sys.__stdout__)
+    return [h for name, lg in list(logging.Logger.manager.loggerDict.items())
+            if (name == 'torch' or name.startswith('torch.')) and isinstance(lg, logging.Logger)
+            for h in lg.handlers if getattr(h, 'stream', None) in consoles]
+
+
 @contextlib.contextmanager
 def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[LogSink]:
-    """Send ``print`` output, third-party warnings and the libraries' deprecation notices
-    (:data:`LIBRARY_NOTICES`) into ``logger``'s log file(s).
+    """Send ``print`` output, third-party warnings, the libraries' deprecation notices
+    (:data:`LIBRARY_NOTICES`) and torch's own logged warnings (``torch.compile``'s notices)
+    into ``logger``'s log file(s).
 
     mmengine's console handler keeps the stream it was created with, so its log lines still
     reach the console. Without a file handler (or with ``verbose``) nothing is redirected.
@@ -129,16 +161,18 @@ def prints_into_log(logger: logging.Logger, verbose: bool = False) -> Iterator[L
     if verbose or not sink.path:
         yield LogSink([], None)
         return
-    consoles = [h for h in logger.handlers if not isinstance(h, logging.FileHandler)]
     notices = _NoticesOffConsole(sink)
-    for h in consoles:
-        h.addFilter(notices)
+    filters = [(h, notices) for h in logger.handlers if not isinstance(h, logging.FileHandler)]
+    torch_notices = _TorchNoticesIntoLog(sink)
+    filters += [(h, torch_notices) for h in _torch_consoles()]
+    for h, f in filters:
+        h.addFilter(f)
     try:
         with contextlib.redirect_stdout(sink), _warnings_into(sink):
             yield sink
     finally:
-        for h in consoles:
-            h.removeFilter(notices)
+        for h, f in filters:
+            h.removeFilter(f)
         sink.flush()
 
 
