@@ -439,8 +439,8 @@ def _measure_inference(models: Dict[str, nn.Module], dev, x, rows, warmup, repea
         return step
 
     steps = {name: infer_step(m.eval(), rows[name].precision) for name, m in models.items()}
-    _measure(steps, models, {}, 'infer', dev, x, rows, warmup, repeats, memory, profile,
-             progress, checkpoint)
+    measure_rows(steps, models, {}, 'infer', dev, x.shape[0], rows, warmup, repeats, memory,
+                 profile, progress, checkpoint)
 
 
 def _measure_training(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,
@@ -449,32 +449,19 @@ def _measure_training(models: Dict[str, nn.Module], dev, x, rows, warmup, repeat
     steps, optims = {}, {}
     for name, m in models.items():
         steps[name], optims[name] = _train_step(m, x, dev, rows[name].precision)
-    _measure(steps, models, optims, 'train', dev, x, rows, warmup, repeats, memory, profile,
-             progress, checkpoint)
+    measure_rows(steps, models, optims, 'train', dev, x.shape[0], rows, warmup, repeats, memory,
+                 profile, progress, checkpoint)
 
 
-def _measure(steps, models, optims, mode, dev, x, rows, warmup, repeats, memory, profile,
-             progress, checkpoint) -> None:
-    seconds = time_rows(steps, rows, mode, x.shape[0], dev, warmup, repeats, progress,
-                        checkpoint)
-    for i, (name, step) in enumerate(steps.items() if memory else ()):
-        progress(f'{mode} memory: {name}')
-        setattr(rows[name], f'{mode}_peak_mib',
-                peak_memory_mib(step, dev, [models[name]], optims.get(name)))
-        checkpoint(f'{mode} memory: {i + 1} of {len(steps)} rows')
-    for i, (name, step) in enumerate(steps.items() if profile else ()):
-        progress(f'{mode} profile: {name}')
-        rows[name].profile[mode] = profile_step(step, dev, seconds[name])
-        checkpoint(f'{mode} profile: {i + 1} of {len(steps)} rows')
-
-
-def time_rows(steps: Dict[str, Callable[[], None]], rows: Dict[str, Row], mode: str,
-              batch: int, device: torch.device, warmup: int, repeats: int,
-              progress: Callable[[str], None],
-              checkpoint: Callable[[str], None]) -> Dict[str, float]:
+def measure_rows(steps: Dict[str, Callable[[], None]], models: Dict[str, nn.Module],
+                 optims: Dict[str, torch.optim.Optimizer], mode: str, dev: torch.device,
+                 batch: int, rows: Dict[str, Row], warmup: int, repeats: int, memory: bool,
+                 profile: bool, progress: Callable[[str], None],
+                 checkpoint: Callable[[str], None]) -> None:
     """Time the steps in turns (:func:`_time_interleaved`) into their rows' ``{mode}_img_s``
-    and ``first_call_s``, calling ``checkpoint(what is measured so far)`` after each round:
-    a run cut short keeps the medians of the repeats it finished. Returns seconds per step."""
+    and ``first_call_s``, then (``memory``, ``profile``) each one's peak memory and profile.
+    ``checkpoint(what is measured so far)`` is called after each round of repeats and each
+    row's memory or profile: a run cut short keeps the medians of the rounds it finished."""
 
     def on_round(seconds: Dict[str, float], done: int) -> None:
         for name, sec in first.items():
@@ -484,7 +471,16 @@ def time_rows(steps: Dict[str, Callable[[], None]], rows: Dict[str, Row], mode: 
         checkpoint(f'{mode}: {done} of {repeats} repeats')
 
     first: Dict[str, float] = {}
-    return _time_interleaved(steps, device, warmup, repeats, progress, first, on_round)
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first, on_round)
+    for i, (name, step) in enumerate(steps.items() if memory else ()):
+        progress(f'{mode} memory: {name}')
+        setattr(rows[name], f'{mode}_peak_mib',
+                peak_memory_mib(step, dev, [models[name]], optims.get(name)))
+        checkpoint(f'{mode} memory: {i + 1} of {len(steps)} rows')
+    for i, (name, step) in enumerate(steps.items() if profile else ()):
+        progress(f'{mode} profile: {name}')
+        rows[name].profile[mode] = profile_step(step, dev, seconds[name])
+        checkpoint(f'{mode} profile: {i + 1} of {len(steps)} rows')
 
 
 def conv_width_probe(widths: Sequence[int] = (18, 24, 32, 36, 40, 48), batch: int = 2,

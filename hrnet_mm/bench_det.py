@@ -18,8 +18,8 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .bench import (PRECISIONS, Row, _autocast, _device_name, peak_memory_mib, profile_step,
-                    randomize_weights, time_rows)
+from .bench import (PRECISIONS, Row, _autocast, _device_name, measure_rows,
+                    randomize_weights)
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
@@ -178,14 +178,6 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
             save(snapshot(what))
 
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
-    seconds = time_rows(steps, rows, 'train', batch, dev, warmup, repeats, progress, checkpoint)
-    for i, name in enumerate(steps if memory else ()):
-        progress(f'training memory: {name}')
-        rows[name].train_peak_mib = peak_memory_mib(steps[name], dev, [models[name]],
-                                                    steps[name].optimizer)
-        checkpoint(f'train memory: {i + 1} of {len(steps)} rows')
-    for i, name in enumerate(steps if profile else ()):
-        progress(f'training profile: {name}')
-        rows[name].profile['train'] = profile_step(steps[name], dev, seconds[name])
-        checkpoint(f'train profile: {i + 1} of {len(steps)} rows')
+    measure_rows(steps, models, {name: step.optimizer for name, step in steps.items()}, 'train',
+                 dev, batch, rows, warmup, repeats, memory, profile, progress, checkpoint)
     return snapshot()
