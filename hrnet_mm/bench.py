@@ -193,12 +193,13 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device,
 def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device,
                       warmup: int, repeats: int, progress: Callable[[str], None],
                       first: Optional[Dict[str, float]] = None,
-                      on_round: Optional[Callable[[Dict[str, float], int], None]] = None
+                      on_round: Optional[Callable[[Dict[str, float], str], None]] = None
                       ) -> Dict[str, float]:
     """Median seconds per call of each step, the steps taking turns; ``first`` (if given)
     gets each step's first call in seconds (a warm-up, or the first repeat). ``on_round``
-    (if given) is called after the first warm-up round and after each round of repeats with
-    the medians so far and the number of repeats done, so that a run cut short keeps them."""
+    (if given) is called with the medians so far and what is done: after each step's first
+    warm-up (a compile can take minutes) and after each round of repeats, so that a run cut
+    short keeps them."""
 
     def timed(step: Callable[[], None]) -> float:
         _sync(device)
@@ -207,23 +208,26 @@ def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device
         _sync(device)
         return time.perf_counter() - start
 
+    def done(what: str, times: Dict[str, List[float]]) -> None:
+        if on_round is not None:
+            on_round({name: statistics.median(t) for name, t in times.items() if t}, what)
+
+    times: Dict[str, List[float]] = {name: [] for name in steps}
     for i in range(warmup):
-        for name, step in steps.items():
+        for k, (name, step) in enumerate(steps.items()):
             progress(f'warm-up {i + 1}/{warmup}: {name}')
             t = timed(step)
             if i == 0 and first is not None:
                 first[name] = t
-        if i == 0 and on_round is not None:
-            on_round({}, 0)
-    times: Dict[str, List[float]] = {name: [] for name in steps}
+            if i == 0:
+                done(f'first call of {k + 1} of {len(steps)} rows', times)
     for r in range(repeats):
         for name, step in steps.items():
             progress(f'repeat {r + 1}/{repeats}: {name}')
             times[name].append(timed(step))
             if r == 0 and warmup == 0 and first is not None:
                 first[name] = times[name][0]
-        if on_round is not None:
-            on_round({name: statistics.median(t) for name, t in times.items()}, r + 1)
+        done(f'{r + 1} of {repeats} repeats', times)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -463,12 +467,12 @@ def measure_rows(steps: Dict[str, Callable[[], None]], models: Dict[str, nn.Modu
     ``checkpoint(what is measured so far)`` is called after each round of repeats and each
     row's memory or profile: a run cut short keeps the medians of the rounds it finished."""
 
-    def on_round(seconds: Dict[str, float], done: int) -> None:
+    def on_round(seconds: Dict[str, float], done: str) -> None:
         for name, sec in first.items():
             rows[name].first_call_s[mode] = round(sec, 3)
         for name, sec in seconds.items():
             setattr(rows[name], f'{mode}_img_s', batch / sec)
-        checkpoint(f'{mode}: {done} of {repeats} repeats')
+        checkpoint(f'{mode}: {done}')
 
     first: Dict[str, float] = {}
     seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first, on_round)
