@@ -77,6 +77,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
+    folder = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        # found now, not after minutes of measuring
+        p.error(f'--out {args.out}: {folder} is not a folder this run can write into')
     return args
 
 
