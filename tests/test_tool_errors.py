@@ -244,7 +244,7 @@ def test_precision_check_refuses_bad_weights_and_a_wrong_metric_in_one_line(demo
     assert proc.returncode == 2 and 'error: --draws 0: at least 1' in proc.stderr
 
 
-def test_complexity_and_benchmark_refuse_a_bad_padding_or_out_in_one_line(tmp_path):
+def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
     proc = _tool('complexity', '--arch', 'w18', '--pad-channels', '1', '--shape', '64', '64',
                  cwd=tmp_path)
     assert _error_line(proc) == ('error: pad_channels=1: must be an int >= 2 (e.g. 8), or None '
@@ -253,9 +253,14 @@ def test_complexity_and_benchmark_refuse_a_bad_padding_or_out_in_one_line(tmp_pa
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         'benchmark.py: error: --pad-channels 0: must be an int >= 2 (e.g. 8)')
-    # an --out it cannot write is refused before anything is built or timed
-    proc = _tool('benchmark', '--out', str(tmp_path / 'missing' / 'b.json'), cwd=tmp_path)
+
+
+@pytest.mark.parametrize('tool, args', [
+    ('benchmark', []), ('test', [SEG, 'x.pth']), ('precision_check', [SEG, 'x.pth'])])
+def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, tool, args):
+    """Not after minutes of measuring or evaluating, when the results are lost."""
+    out = tmp_path / 'missing' / 'r.json'
+    proc = _tool(tool, *args, '--out', out, cwd=tmp_path)
     assert proc.returncode == 2 and '[benchmark' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'benchmark.py: error: --out {tmp_path}/missing/b.json: {tmp_path}/missing is not a '
-        'folder this run can write into')
+        f'{tool}.py: error: --out {out}: {out.parent} is not a folder this run can write into')

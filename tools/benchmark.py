@@ -27,7 +27,7 @@ import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
                             format_table, run)
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
 FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
@@ -77,10 +77,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
-    folder = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
-        # found now, not after minutes of measuring
-        p.error(f'--out {args.out}: {folder} is not a folder this run can write into')
+    check_out_file(p, args.out)
     return args
 
 

@@ -21,7 +21,7 @@ from mmengine.config import DictAction
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
 from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone, rounding_noise
@@ -47,6 +47,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.draws < 1:
         p.error(f'--draws {args.draws}: at least 1')
+    check_out_file(p, args.out)
     return args
 
 

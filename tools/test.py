@@ -12,7 +12,7 @@ from mmengine.config import DictAction
 
 import hrnet_mm  # noqa: F401
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
 from hrnet_mm.engine.quiet import prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
@@ -33,7 +33,9 @@ def parse_args(argv=None):
     data_root_option(p)
     verbose_option(p)
     add_debug_flag(p)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_out_file(p, args.out)
+    return args
 
 
 def main(argv=None) -> int:

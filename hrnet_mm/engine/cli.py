@@ -13,6 +13,8 @@ Example:
     ...     sys.exit(run_tool(main))
 """
 import argparse
+import os
+import os.path as osp
 import sys
 from typing import Callable, List, Optional
 
@@ -25,6 +27,17 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--debug', action='store_true',
                         help='on a failure, show the whole traceback instead of one line')
     return parser
+
+
+def check_out_file(parser: argparse.ArgumentParser, path: Optional[str],
+                   option: str = '--out') -> None:
+    """Refuse (``parser.error``: one line, exit 2) a results file that could not be written,
+    before a run spends minutes measuring or evaluating and then fails to save."""
+    if path is None:
+        return
+    folder = osp.dirname(osp.abspath(path))
+    if not osp.isdir(folder) or not os.access(folder, os.W_OK):
+        parser.error(f'{option} {path}: {folder} is not a folder this run can write into')
 
 
 def one_line(exc: BaseException) -> str:
