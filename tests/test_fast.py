@@ -212,14 +212,15 @@ def test_benchmark_saves_what_it_measured_after_each_round():
     saved = []
     results = run(arch='w18_small_v1', representation='branches', batch=1, size=(64, 64),
                   references=('mmseg', ), modes=('infer', 'train'), fast=('channels_last', ),
-                  warmup=1, repeats=2, progress=lambda msg: None, save=saved.append)
+                  warmup=1, repeats=2, progress=lambda msg: None, save=saved.append,
+                  memory=False, profile=True)
     assert [s['partial'] for s in saved] == [
         *[f'infer: first call of {i} of 4 rows' for i in (1, 2, 3, 4)],
         'infer: 1 of 2 repeats', 'infer: 2 of 2 repeats',
-        *[f'infer memory: {i} of 4 rows' for i in (1, 2, 3, 4)],
+        *[f'infer profile: {i} of 4 rows' for i in (1, 2, 3, 4)],
         *[f'train: first call of {i} of 4 rows' for i in (1, 2, 3, 4)],
         'train: 1 of 2 repeats', 'train: 2 of 2 repeats',
-        *[f'train memory: {i} of 4 rows' for i in (1, 2, 3, 4)]]
+        *[f'train profile: {i} of 4 rows' for i in (1, 2, 3, 4)]]
     assert 'partial' not in results
     # each first call as it ends (a compile can take minutes): its row's only figure so far
     assert [bool(r['first_call_s']) for r in saved[1]['rows']] == [True, True, False, False]
@@ -227,7 +228,8 @@ def test_benchmark_saves_what_it_measured_after_each_round():
     # after the training repeats: every speed, and the figures that a report needs (peak,
     # multiply-adds, the stock pairs)
     timed = saved[15]
-    assert all(r['train_img_s'] > 0 and r['train_peak_mib'] is None for r in timed['rows'])
+    assert all(r['train_img_s'] > 0 and 'train' not in r['profile'] for r in timed['rows'])
+    assert all('infer' in r['profile'] for r in timed['rows'])
     assert {k: v for k, v in timed.items() if k not in ('rows', 'partial')} == \
         {k: v for k, v in results.items() if k != 'rows'}
     assert ('Cut short: measured up to "train: 2 of 2 repeats"; speeds are medians of the '

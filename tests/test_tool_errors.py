@@ -257,10 +257,17 @@ def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
 
 @pytest.mark.parametrize('tool, args', [
     ('benchmark', []), ('test', [SEG, 'x.pth']), ('precision_check', [SEG, 'x.pth'])])
-def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, tool, args):
+def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys, tool,
+                                                                     args):
     """Not after minutes of measuring or evaluating, when the results are lost."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f'tool_{tool}', ROOT / f'tools/{tool}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     out = tmp_path / 'missing' / 'r.json'
-    proc = _tool(tool, *args, '--out', out, cwd=tmp_path)
-    assert proc.returncode == 2 and '[benchmark' not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (
-        f'{tool}.py: error: --out {out}: {out.parent} is not a folder this run can write into')
+    with pytest.raises(SystemExit) as exit_:
+        module.parse_args([*map(str, args), '--out', str(out)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f': error: --out {out}: {out.parent} is not a folder this run can write into')
+    module.parse_args([*map(str, args), '--out', str(tmp_path / 'r.json')])  # a folder: fine
