@@ -7,12 +7,15 @@ them alike. ``tools/benchmark.py`` is the command line; this module holds the pa
 """
 import contextlib
 import copy
+import os
 import platform
 import re
 import statistics
+import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -248,6 +251,35 @@ def _train_step(model: nn.Module, x: torch.Tensor, device: torch.device,
     return step, optimizer
 
 
+#: What torch's profiler library (kineto) writes to the process's stderr on every profile:
+#: its start and stop trace points, and on a machine without a GPU its failed GPU probe.
+PROFILER_CHATTER = re.compile(r'^(USDT|ERROR):\S+ \S+ \d+:\d+ '
+                              r'(SyncActivityProfilerHandler|DeviceProperties)\.cpp:\d+\] '
+                              r'(profiler_start|profiler_stop|gpuGetDeviceCount failed)')
+
+
+@contextlib.contextmanager
+def _without_profiler_chatter() -> Iterator[None]:
+    """Keep :data:`PROFILER_CHATTER` off the console (two lines per profiled row). Kineto
+    writes to file descriptor 2 from C++, so that descriptor is caught for the while; every
+    other line written meanwhile is passed on to stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            text = caught.read().decode(errors='replace')
+    other = [line for line in text.splitlines() if not PROFILER_CHATTER.match(line)]
+    if other:
+        print('\n'.join(other), file=sys.stderr, flush=True)
+
+
 def profile_step(step: Callable[[], None], device: torch.device, step_s: float) -> dict:
     """Where one ``step``'s time goes: device kernel time, kernel launches, and the share of
     the (unprofiled, median) step time ``step_s`` in which the device runs no kernel.
@@ -260,7 +292,7 @@ def profile_step(step: Callable[[], None], device: torch.device, step_s: float) 
     cuda = device.type == 'cuda'
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     _sync(device)
-    with profile(activities=activities) as prof:
+    with _without_profiler_chatter(), profile(activities=activities) as prof:
         step()
         _sync(device)
     if cuda:

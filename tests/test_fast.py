@@ -274,6 +274,30 @@ def test_a_benchmark_stopped_early_keeps_its_finished_rounds(tmp_path, signal_na
         assert format_table(results) in stdout and f'written so far: {out}' in stdout
 
 
+def test_profile_keeps_the_profilers_own_lines_off_the_console(capfd):
+    """torch's profiler library writes two trace lines per profile to stderr from C++ (and
+    a failed GPU probe where there is no GPU): 16 lines in a CPU run of the benchmark."""
+    import os
+
+    from hrnet_mm.bench import PROFILER_CHATTER, profile_step
+    for line in ('USDT:2026-11-26 20:14:15 16314:16314 SyncActivityProfilerHandler.cpp:39] '
+                 'profiler_start',
+                 'USDT:2026-11-26 20:14:15 16314:16314 SyncActivityProfilerHandler.cpp:46] '
+                 'profiler_stop',
+                 'ERROR:2026-11-26 20:14:15 16314:16314 DeviceProperties.cpp:56] '
+                 'gpuGetDeviceCount failed with code 35'):
+        assert PROFILER_CHATTER.match(line)
+    assert not PROFILER_CHATTER.match('ERROR: out of memory')
+
+    def step():
+        os.write(2, b'a line of the step itself\n')
+        torch.randn(256).sum()
+
+    got = profile_step(step, torch.device('cpu'), 0.01)
+    assert got['launches'] >= 2 and got['kernel_ms'] > 0
+    assert capfd.readouterr().err == 'a line of the step itself\n'
+
+
 def test_benchmark_reports_the_first_call_of_compiled_rows():
     import time as _time
 
