@@ -12,9 +12,9 @@ memory. With --fast, the first reference also runs with the same generic tools (
 fuse_conv_bn, channels_last, torch.compile, AMP with --fast-precision): the strongest
 thing a user could do instead.
 Prints a Markdown table (ratios against the first reference) and writes JSON, also after each
-first call and round of repeats, so that a run cut short keeps what it measured (``partial`` says how far it
-got). Rows that compile also report their first call (compiling and CUDA graph capture
-included): the wait before the speed shows.
+first call and round of repeats, so that a run cut short keeps what it measured (``partial``
+says how far it got). Rows that compile also report their first call (compiling and CUDA graph
+capture included): the wait before the speed shows.
 """
 import argparse
 import json
