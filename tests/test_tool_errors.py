@@ -200,17 +200,17 @@ def test_train_tool_unusable_work_dir_and_bad_option_in_one_line(demo_dir, tmp_p
     assert "arch='w99' is not known; allowed: [" in line
 
 
-def _precision_check_module():
+def _tool_module(name):
+    """``tools/<name>.py`` as a module, to call its functions in-process."""
     import importlib.util
-    spec = importlib.util.spec_from_file_location('precision_check',
-                                                  ROOT / 'tools/precision_check.py')
+    spec = importlib.util.spec_from_file_location(name, ROOT / f'tools/{name}.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def test_precision_check_verdict_and_metric_choice():
-    pc = _precision_check_module()
+    pc = _tool_module('precision_check')
     result = dict(metric='coco/AP', precision='bf16', fp32=63.77, bf16=61.94,
                   noise=[63.7, 62.16, 64.55])
     assert pc.summary(result).splitlines() == [
@@ -260,10 +260,7 @@ def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
 def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys, tool,
                                                                      args):
     """Not after minutes of measuring or evaluating, when the results are lost."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f'tool_{tool}', ROOT / f'tools/{tool}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _tool_module(tool)
     out = tmp_path / 'missing' / 'r.json'
     with pytest.raises(SystemExit) as exit_:
         module.parse_args([*map(str, args), '--out', str(out)])
