@@ -414,19 +414,16 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     results['peak'] = {p: device_peak(dev, p)._asdict()
                        for p in dict.fromkeys((precision, fast_precision))}
 
-    def snapshot(partial: Optional[str] = None) -> dict:
-        out = dict(results, rows=[asdict(r) for r in rows.values()])
-        # each hrnet_mm fast row and the stock row with the same generic tools
-        out['stock_pairs'] = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
-                              if k in fast_names and fast_names[k] in rows
-                              and fast_names['stock'] in rows}
-        if partial:
-            out['partial'] = partial
-        return out
+    def now(partial: Optional[str] = None) -> dict:
+        # each hrnet_mm fast row and the stock row with the same generic tools (the rows of
+        # the modes set up so far)
+        pairs = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
+                 if k in fast_names and fast_names[k] in rows and fast_names['stock'] in rows}
+        return snapshot(dict(results, stock_pairs=pairs), rows, partial)
 
     measure = dict(dev=dev, x=x, rows=rows, warmup=warmup, repeats=repeats, memory=memory,
                    profile=profile, progress=progress,
-                   checkpoint=lambda what: save(snapshot(what)) if save else None)
+                   checkpoint=lambda what: save(now(what)) if save else None)
 
     def add_fast_rows(models: Dict[str, nn.Module], mode: str, paths: Sequence[str]) -> None:
         """HRNetV2 with the fast ``paths`` (and padded), the stock model with the same
@@ -461,7 +458,16 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
             models['hrnet_mm with_cp'] = cpm
             rows['hrnet_mm with_cp'] = Row('hrnet_mm with_cp', precision)
         _measure_training({name: m.train() for name, m in models.items()}, **measure)
-    return snapshot()
+    return now()
+
+
+def snapshot(results: dict, rows: Dict[str, Row], partial: Optional[str] = None) -> dict:
+    """``results`` with its rows as measured so far; ``partial``: how far a run got, for the
+    saves made before its end (a run cut short keeps them)."""
+    out = dict(results, rows=[asdict(r) for r in rows.values()])
+    if partial:
+        out['partial'] = partial
+    return out
 
 
 def _measure_inference(models: Dict[str, nn.Module], dev, x, rows, warmup, repeats, memory,

@@ -12,14 +12,13 @@ import copy
 import os.path as osp
 import platform
 import time
-from dataclasses import asdict
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 
 from .bench import (PRECISIONS, Row, _autocast, _device_name, measure_rows,
-                    randomize_weights)
+                    randomize_weights, snapshot)
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
@@ -167,17 +166,8 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
                    pad_channels=pad_channels, compile=compile, date=time.strftime('%Y-%m-%d'),
                    stock_pairs=pairs)
 
-    def snapshot(partial: Optional[str] = None) -> dict:
-        out = dict(results, rows=[asdict(r) for r in rows.values()])
-        if partial:
-            out['partial'] = partial
-        return out
-
-    def checkpoint(what: str) -> None:
-        if save:
-            save(snapshot(what))
-
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
     measure_rows(steps, models, {name: step.optimizer for name, step in steps.items()}, 'train',
-                 dev, batch, rows, warmup, repeats, memory, profile, progress, checkpoint)
-    return snapshot()
+                 dev, batch, rows, warmup, repeats, memory, profile, progress,
+                 lambda what: save(snapshot(results, rows, what)) if save else None)
+    return snapshot(results, rows)
