@@ -141,6 +141,30 @@ def test_fp16_fusion_sums_do_not_overflow():
         assert torch.equal(b.float(), a.clamp(max=FP16_MAX).half().float())
 
 
+def test_cpu_peak_memory_is_torch_memtrackers_total_peak():
+    """peak_memory_mib keeps only MemTracker's total peak (the per-module peaks it skips made
+    the count 10x slower than the step): the number must be the stock tracker's."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+    model = HRNetV2(arch='w18_small_v1').train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.rand(2, 3, 64, 96)
+
+    def step():
+        opt.zero_grad()
+        sum(o.mean() for o in model(x)).backward()
+        opt.step()
+    step()  # both counts start with the gradients of a previous step alive
+    stock = MemTracker()
+    stock.track_external(model, opt)
+    with stock:
+        step()
+    expected = stock.get_tracker_snapshot('peak')[torch.device('cpu')]['Total'] / 2**20
+    assert peak_memory_mib(step, torch.device('cpu'), [model], opt) == expected
+    # parameters and gradients alone are a lower bound the count must exceed
+    params = sum(p.numel() * 4 for p in model.parameters()) / 2**20
+    assert expected > 2 * params
+
+
 def test_with_cp_peak_training_memory_is_at_most_0_6_of_mmseg():
     """A memory count (every live tensor), not a timing: deterministic for fixed shapes."""
     ref, ours = build_pair('mmseg', 'w18', 'branches')
