@@ -240,8 +240,6 @@ def test_precision_check_refuses_bad_weights_and_a_wrong_metric_in_one_line(demo
     line = _error_line(_tool('precision_check', SEG, ckpt, '--work-dir', tmp_path / 'w',
                              '--metric', 'coco/AP', cwd=demo_dir))
     assert "--metric 'coco/AP': the evaluator reports ['aAcc', 'mAcc', 'mIoU']" in line
-    proc = _tool('precision_check', SEG, ckpt, '--draws', '0', cwd=demo_dir)
-    assert proc.returncode == 2 and 'error: --draws 0: at least 1' in proc.stderr
 
 
 def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
@@ -268,3 +266,36 @@ def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, 
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         f': error: --out {out}: {out.parent} is not a folder this run can write into')
     module.parse_args([*map(str, args), '--out', str(tmp_path / 'r.json')])  # a folder: fine
+
+
+@pytest.mark.parametrize('tool, args, error', [
+    ('benchmark', ['--batch', '0'], 'argument --batch: 0: must be an int >= 1'),
+    ('benchmark', ['--size', '512', '0'], 'argument --size: 0: must be an int >= 1'),
+    ('benchmark', ['--repeats', '0'], 'argument --repeats: 0: must be an int >= 1'),
+    ('benchmark', ['--warmup', '-1'], 'argument --warmup: -1: must be an int >= 0'),
+    ('benchmark', ['--threads', 'two'], "argument --threads: 'two': must be an int >= 1"),
+    ('benchmark', ['--device', 'gpu'], '--device gpu: not a torch device (cpu, cuda, cuda:1, ...)'),
+    ('complexity', ['--arch', 'w18', '--shape', '0', '0'],
+     'argument --shape: 0: must be an int >= 1'),
+    ('precision_check', [SEG, 'x.pth', '--draws', '0'], 'argument --draws: 0: must be an int >= 1'),
+    ('main_job', ['--seeds', '0'], 'argument --seeds: 0: must be an int >= 1'),
+    ('main_job', ['--scale', '0'], '--scale 0.0: must be positive'),
+])
+def test_a_bad_number_is_refused_when_the_arguments_are_read(capsys, tool, args, error):
+    """Not by torch after the models are built (--batch 0 failed in a max() of an empty
+    tensor, --size 512 0 in a convolution, --repeats 0 after the whole run in a median)."""
+    with pytest.raises(SystemExit) as exit_:
+        _tool_module(tool).parse_args([*map(str, args)])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
+
+
+def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.raises(SystemExit) as exit_:
+        _tool_module('benchmark').parse_args(['--device', 'cuda'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f': error: --device cuda: torch sees no GPU here (torch {torch.__version__}; '
+        'use --device cpu)')

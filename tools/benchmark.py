@@ -27,7 +27,7 @@ import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
                             format_table, run)
-from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
 FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
@@ -43,8 +43,8 @@ def parse_args(argv=None):
                         'ReLU step per channel width (--batch, --size, --precision)')
     p.add_argument('--arch', default='w18', choices=list(ARCH_ZOO))
     p.add_argument('--representation', default='branches', choices=list(REPRESENTATIONS))
-    p.add_argument('--batch', type=int, default=1)
-    p.add_argument('--size', type=int, nargs=2, default=[512, 1024], metavar=('H', 'W'))
+    p.add_argument('--batch', type=int_at_least(1), default=1)
+    p.add_argument('--size', type=int_at_least(1), nargs=2, default=[512, 1024], metavar=('H', 'W'))
     p.add_argument('--precision', default='fp32', choices=list(PRECISIONS))
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--refs', nargs='+', default=['mmseg'], choices=list(REFERENCE_REPRESENTATIONS),
@@ -68,17 +68,31 @@ def parse_args(argv=None):
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
-    p.add_argument('--warmup', type=int, default=1)
-    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--warmup', type=int_at_least(0), default=1)
+    p.add_argument('--repeats', type=int_at_least(1), default=5)
     p.add_argument('--no-memory', action='store_true', help='skip the peak-memory pass')
-    p.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s)')
+    p.add_argument('--threads', type=int_at_least(1), help='torch CPU threads (default: torch\'s)')
     p.add_argument('--out', default='benchmark.json', help='JSON results file')
     add_debug_flag(p)
     args = p.parse_args(argv)
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
+    check_device(p, args.device)
     check_out_file(p, args.out)
     return args
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """Refuse a device torch cannot run here, in one line, before any model is built."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        parser.error(f'--device {device}: not a torch device (cpu, cuda, cuda:1, ...)')
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        parser.error(f'--device {device}: torch sees no GPU here (torch {torch.__version__}; '
+                     'use --device cpu)')
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        parser.error(f'--device {device}: torch sees {torch.cuda.device_count()} GPU(s)')
 
 
 def main(argv=None) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.complexity import PAPER, build_from_config, count
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, int_at_least, run_tool
 from hrnet_mm.padding import unpad_channels
 
 
@@ -29,7 +29,7 @@ def parse_args(argv=None):
     p.add_argument('--representation', default='branches')
     p.add_argument('--pad-channels', type=int, metavar='N',
                    help='without a config: HRNetV2(pad_channels=N) (a config sets its own)')
-    p.add_argument('--shape', type=int, nargs=2, required=True, metavar=('H', 'W'))
+    p.add_argument('--shape', type=int_at_least(1), nargs=2, required=True, metavar=('H', 'W'))
     add_debug_flag(p)
     return p.parse_args(argv)
 

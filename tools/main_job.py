@@ -38,7 +38,7 @@ from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import generate, use_data_root
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, int_at_least, run_tool
 from hrnet_mm.engine.quiet import ProgressBarHook, capture_into_file, make_bar
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -326,7 +326,7 @@ def parse_args(argv: Optional[List[str]]):
     p.add_argument('--ablation', action='store_true',
                    help="the paper's head comparison: each task with each representation")
     p.add_argument('--scale', type=float, default=1.0, help='multiply every schedule')
-    p.add_argument('--seeds', type=int, default=1,
+    p.add_argument('--seeds', type=int_at_least(1), default=1,
                    help='run each model this many times (seeds 0..N-1): mean and spread')
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     p.add_argument('--data-root', help='a folder of real data in COCO (det, pose) or mmseg '
@@ -336,8 +336,8 @@ def parse_args(argv: Optional[List[str]]):
                         'optim_wrapper.optimizer.lr=0.005 (the schedule is --scale\'s)')
     add_debug_flag(p)
     args = p.parse_args(argv)
-    if args.seeds < 1 or args.scale <= 0:
-        p.error('--seeds must be at least 1 and --scale positive')
+    if args.scale <= 0:
+        p.error(f'--scale {args.scale}: must be positive')
     args.work_dir = args.work_dir or (
         'work_dirs/main_job_ablation' if args.ablation else 'work_dirs/main_job')
     return args

@@ -21,7 +21,7 @@ from mmengine.config import DictAction
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone, rounding_noise
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument('config')
     p.add_argument('checkpoint')
     p.add_argument('--precision', choices=list(AUTOCAST_DTYPES), default='bf16')
-    p.add_argument('--draws', type=int, default=6,
+    p.add_argument('--draws', type=int_at_least(1), default=6,
                    help='fp32 evaluations with random rounding-sized errors (default 6)')
     p.add_argument('--metric', help=f'the metric to compare (default: the first of {PRIMARY} '
                                     'the evaluator reports)')
@@ -45,8 +45,6 @@ def parse_args(argv=None):
     data_root_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
-    if args.draws < 1:
-        p.error(f'--draws {args.draws}: at least 1')
     check_out_file(p, args.out)
     return args
 

@@ -29,6 +29,24 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an int of at least ``low``. Anything else is refused when the
+    arguments are read (one line, exit 2), not by torch after the models are built.
+
+    Example:
+        >>> parser.add_argument('--repeats', type=int_at_least(1), default=5)
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r}: must be an int >= {low}') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'{value}: must be an int >= {low}')
+        return value
+    return parse
+
+
 def check_out_file(parser: argparse.ArgumentParser, path: Optional[str],
                    option: str = '--out') -> None:
     """Refuse (``parser.error``: one line, exit 2) a results file that could not be written,
