@@ -299,3 +299,20 @@ def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, mo
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         f': error: --device cuda: torch sees no GPU here (torch {torch.__version__}; '
         'use --device cpu)')
+
+
+def test_converter_refuses_a_destination_it_cannot_write_before_converting(tmp_path, capsys):
+    """It wrote nothing and raised a torch traceback after loading and converting."""
+    module = _tool_module('convert_weights')
+    src = str(tmp_path / 'src.pth')
+    for dst, error in [(tmp_path / 'missing' / 'out.pth',
+                        f'{tmp_path / "missing"} is not a folder this run can write into'),
+                       (tmp_path, 'is a folder; name a file in it')]:
+        with pytest.raises(SystemExit) as exit_:
+            module.parse_args([src, str(dst)])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            f': error: dst {dst}: {error}')
+    with pytest.raises(SystemExit):
+        module.parse_args([src, str(tmp_path / 'out.pth'), '--arch', 'w99'])
+    assert "argument --arch: invalid choice: 'w99'" in capsys.readouterr().err

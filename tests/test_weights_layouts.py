@@ -64,6 +64,8 @@ def test_official_classification_and_timm(tmp_path, timm_name, arch):
                                      representation='cls')
     assert meta['converted_from'] == 'official_cls' and meta['unmapped'] == []
     assert "loads strictly into HRNetV2({'arch'" in out
+    # the tool's own lines, not the load's mmengine log line on top of them
+    assert all(line.startswith(('  ', str(tmp_path))) for line in out.splitlines()), out
     ours = _strict(HRNetV2(arch=arch, representation='cls'), _sub(state, 'backbone.'))
     x = _x()
     with torch.no_grad():

@@ -8,12 +8,17 @@ source key it could not map, and with --arch it checks that the backbone loads s
 HRNetV2(arch, representation).
 """
 import argparse
+import logging
+import os
 import os.path as osp
 import sys
 
 import torch
+from mmengine.logging import MMLogger
 
 from hrnet_mm import HRNetV2
+from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
+from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 from hrnet_mm.weights import LAYOUTS, CheckpointError, convert_state_dict, load_checkpoint_file
 from hrnet_mm.weights.layouts import head_kwargs
 from hrnet_mm.weights.loading import load_converted
@@ -28,10 +33,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--layout', choices=list(LAYOUTS), help='source layout (default: detect)')
     parser.add_argument('--backbone-only', action='store_true',
                         help='keep only backbone.* (drop detector / segmentor / pose heads)')
-    parser.add_argument('--arch', help='check: the backbone loads strictly into HRNetV2(arch)')
-    parser.add_argument('--representation', default='branches',
+    parser.add_argument('--arch', choices=list(ARCH_ZOO),
+                        help='check: the backbone loads strictly into HRNetV2(arch)')
+    parser.add_argument('--representation', default='branches', choices=list(REPRESENTATIONS),
                         help='check: with this representation (default: branches)')
-    return parser.parse_args(argv)
+    add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    check_out_file(parser, args.dst, 'dst')  # before a download or a conversion, not after
+    return args
 
 
 def main(argv=None) -> int:
@@ -45,7 +54,7 @@ def main(argv=None) -> int:
     if args.backbone_only:
         state = {k: v for k, v in state.items() if k.startswith('backbone.')}
     print(f'{args.src}: layout {conv.layout} ({LAYOUTS[conv.layout]})')
-    print(f'  {len(state)} keys written, {sum(k.startswith("backbone.") for k in state)} of '
+    print(f'  {len(state)} keys, {sum(k.startswith("backbone.") for k in state)} of '
           'them under backbone.')
     for note in conv.notes:
         print(f'  mapped: {note}')
@@ -54,6 +63,8 @@ def main(argv=None) -> int:
     if args.arch:
         kwargs = dict(arch=args.arch, representation=dict(
             type=args.representation, **head_kwargs(state, args.representation)))
+        # the load's own INFO line says what 'checked:' below says, in mmengine's log format
+        MMLogger.get_current_instance().setLevel(logging.WARNING)
         try:
             load_converted(HRNetV2(**kwargs), conv, args.src, strict=True)
         except CheckpointError as e:
@@ -62,10 +73,12 @@ def main(argv=None) -> int:
         print(f'  checked: loads strictly into HRNetV2({kwargs})')
     meta = dict(hrnet_mm=dict(converted_from=conv.layout, source=osp.basename(args.src),
                               unmapped=list(conv.unmapped)))
-    torch.save(dict(state_dict=state, meta=meta), args.dst)
+    # written whole, then renamed: a kill mid-write leaves no half file at dst (dst may be src)
+    torch.save(dict(state_dict=state, meta=meta), f'{args.dst}.tmp')
+    os.replace(f'{args.dst}.tmp', args.dst)
     print(f'  written: {args.dst}')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(run_tool(main))

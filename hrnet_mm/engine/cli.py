@@ -53,6 +53,8 @@ def check_out_file(parser: argparse.ArgumentParser, path: Optional[str],
     before a run spends minutes measuring or evaluating and then fails to save."""
     if path is None:
         return
+    if osp.isdir(path):
+        parser.error(f'{option} {path}: is a folder; name a file in it')
     folder = osp.dirname(osp.abspath(path))
     if not osp.isdir(folder) or not os.access(folder, os.W_OK):
         parser.error(f'{option} {path}: {folder} is not a folder this run can write into')
