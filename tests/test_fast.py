@@ -271,11 +271,14 @@ def test_a_benchmark_stopped_early_keeps_its_finished_rounds(tmp_path, signal_na
     import subprocess
     import sys
     out = tmp_path / 'bench.json'
+    # Ctrl-C as at a terminal: a test run started in the background of a script (CI's `cmd &`)
+    # ignores SIGINT, and a Python started so never raises KeyboardInterrupt
     proc = subprocess.Popen(
         [sys.executable, 'tools/benchmark.py', '--arch', 'w18_small_v1', '--size', '32', '32',
          '--modes', 'infer', '--warmup', '0', '--repeats', '100000', '--no-memory', '--device',
          'cpu', '--out', str(out)], cwd=os.path.dirname(os.path.dirname(__file__)),
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stderr:
             if 'repeat 3/' in line:
