@@ -316,3 +316,19 @@ def test_converter_refuses_a_destination_it_cannot_write_before_converting(tmp_p
     with pytest.raises(SystemExit):
         module.parse_args([src, str(tmp_path / 'out.pth'), '--arch', 'w99'])
     assert "argument --arch: invalid choice: 'w99'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('tool, args', [
+    ('train', [SEG]), ('test', [SEG, 'x.pth']), ('precision_check', [SEG, 'x.pth']),
+    ('main_job', [])])
+def test_a_cfg_option_without_a_value_is_refused_in_one_line(capsys, tool, args):
+    """mmengine's DictAction failed with "not enough values to unpack (expected 2, got 1)"."""
+    module = _tool_module(tool)
+    with pytest.raises(SystemExit) as exit_:
+        module.parse_args([*map(str, args), '--cfg-options', 'a=1', 'train_cfg.max_iters'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        ': error: --cfg-options train_cfg.max_iters: expected KEY=VALUE, e.g. '
+        'train_cfg.max_iters=100')
+    parsed = module.parse_args([*map(str, args), '--cfg-options', 'a=1', 'b.c=[1,2]'])
+    assert parsed.cfg_options == {'a': 1, 'b.c': [1, 2]}  # mmengine's parsing of values

@@ -80,6 +80,10 @@ def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         load_checkpoint_file(str(tmp_path / 'nope.pth'))
     assert _one_line(e) == f'checkpoint not found: {tmp_path / "nope.pth"}'
+    # a folder given for a file (a work dir for its latest checkpoint) is named as such
+    with pytest.raises(FileNotFoundError) as e:
+        load_checkpoint_file(str(tmp_path))
+    assert _one_line(e) == f'{tmp_path} is a folder, not a checkpoint file'
 
 
 @pytest.mark.parametrize('legacy', [False, True])

@@ -33,12 +33,12 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import hrnet_mm  # noqa: F401  (first: its import hides setuptools' pkg_resources notice)
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import generate, use_data_root
-from hrnet_mm.engine.cli import add_debug_flag, int_at_least, run_tool
+from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, int_at_least, run_tool
 from hrnet_mm.engine.quiet import ProgressBarHook, capture_into_file, make_bar
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -331,7 +331,7 @@ def parse_args(argv: Optional[List[str]]):
     p.add_argument('--tasks', nargs='+', default=list(TASKS), choices=list(TASKS))
     p.add_argument('--data-root', help='a folder of real data in COCO (det, pose) or mmseg '
                    '(seg) layout instead of the embedded dataset; see the README')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                    help='override entries of every model\'s config, e.g. '
                         'optim_wrapper.optimizer.lr=0.005 (the schedule is --scale\'s)')
     add_debug_flag(p)

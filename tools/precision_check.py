@@ -17,11 +17,10 @@ import os.path as osp
 import statistics
 import sys
 
-from mmengine.config import DictAction
-
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
+from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_out_file, int_at_least,
+                                  run_tool)
 from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone, rounding_noise
@@ -41,7 +40,7 @@ def parse_args(argv=None):
                                     'the evaluator reports)')
     p.add_argument('--work-dir', help='default: work_dirs/precision_check/<config name>')
     p.add_argument('--out', help='write the metrics as JSON here')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptions)
     data_root_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)

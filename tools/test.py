@@ -8,11 +8,9 @@ import argparse
 import json
 import sys
 
-from mmengine.config import DictAction
-
 import hrnet_mm  # noqa: F401
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
+from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, check_out_file, run_tool
 from hrnet_mm.engine.quiet import prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
@@ -24,7 +22,7 @@ def parse_args(argv=None):
     p.add_argument('checkpoint')
     p.add_argument('--work-dir')
     p.add_argument('--out', help='write the metrics as JSON here')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction)
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptions)
     p.add_argument('--backbone-precision', choices=['fp32', *AUTOCAST_DTYPES], default='fp32',
                    help='run the backbone (and neck) under torch.autocast in this precision, '
                         'the heads in fp32; compare the metrics with an fp32 run')

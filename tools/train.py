@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import apply_data_root, check_data, data_root_option
-from hrnet_mm.engine.cli import add_debug_flag, run_tool
+from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, run_tool
 from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
@@ -27,7 +27,7 @@ def parse_args(argv=None):
     p.add_argument('--resume', nargs='?', const='auto',
                    help='resume from the latest checkpoint in the work dir, or from a file')
     p.add_argument('--amp', action='store_true', help='automatic mixed precision (GPU)')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+    p.add_argument('--cfg-options', nargs='+', action=CfgOptions,
                    help='override config entries, e.g. train_cfg.max_iters=100')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)

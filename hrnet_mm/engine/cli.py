@@ -18,6 +18,8 @@ import os.path as osp
 import sys
 from typing import Callable, List, Optional
 
+from mmengine.config import DictAction
+
 #: Exceptions whose message says it all, besides hrnet_mm's own (CheckpointError,
 #: DatasetError): the ValueErrors and RuntimeErrors hrnet_mm and the tools raise.
 PLAIN = (ValueError, RuntimeError)
@@ -27,6 +29,22 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--debug', action='store_true',
                         help='on a failure, show the whole traceback instead of one line')
     return parser
+
+
+class CfgOptions(DictAction):
+    """mmengine's ``DictAction`` for ``--cfg-options``; an entry without ``=`` is refused in
+    one line naming it (mmengine's own failed with "not enough values to unpack").
+
+    Example:
+        >>> parser.add_argument('--cfg-options', nargs='+', action=CfgOptions)
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for entry in values:
+            if '=' not in entry:
+                parser.error(f'{option_string} {entry}: expected KEY=VALUE, e.g. '
+                             'train_cfg.max_iters=100')
+        super().__call__(parser, namespace, values, option_string)
 
 
 def int_at_least(low: int) -> Callable[[str], int]:

@@ -74,6 +74,8 @@ def load_checkpoint_file(checkpoint: str) -> dict:
         CheckpointError: The file is truncated, empty or not a PyTorch checkpoint.
     """
     path = resolve(checkpoint)
+    if osp.isdir(path):
+        raise FileNotFoundError(f'{path} is a folder, not a checkpoint file')
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     try:
