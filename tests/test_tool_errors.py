@@ -193,8 +193,10 @@ def test_test_tool_refuses_a_crafted_checkpoint_in_one_line(demo_dir, tmp_path):
 
 def test_train_tool_unusable_work_dir_and_bad_option_in_one_line(demo_dir, tmp_path):
     (tmp_path / 'file').write_text('')
-    line = _error_line(_tool('train', SEG, '--work-dir', tmp_path / 'file/work', cwd=demo_dir))
-    assert 'NotADirectoryError' in line and str(tmp_path / 'file') in line
+    proc = _tool('train', SEG, '--work-dir', tmp_path / 'file/work', cwd=demo_dir)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f'train.py: error: --work-dir {tmp_path / "file/work"}: {tmp_path / "file"} is a file, '
+        'not a folder')
     line = _error_line(_tool('train', SEG, '--work-dir', tmp_path / 'w', '--cfg-options',
                              'model.backbone.arch=w99', cwd=demo_dir))
     assert "arch='w99' is not known; allowed: [" in line
@@ -332,3 +334,19 @@ def test_a_cfg_option_without_a_value_is_refused_in_one_line(capsys, tool, args)
         'train_cfg.max_iters=100')
     parsed = module.parse_args([*map(str, args), '--cfg-options', 'a=1', 'b.c=[1,2]'])
     assert parsed.cfg_options == {'a': 1, 'b.c': [1, 2]}  # mmengine's parsing of values
+
+
+@pytest.mark.parametrize('tool, args', [
+    ('train', [SEG]), ('test', [SEG, 'x.pth']), ('precision_check', [SEG, 'x.pth']),
+    ('main_job', [])])
+def test_a_work_dir_that_is_a_file_is_refused_before_the_run(tmp_path, capsys, tool, args):
+    """mmengine made it after the set-up: "FileExistsError: [Errno 17] File exists"."""
+    (tmp_path / 'file').write_text('')
+    module = _tool_module(tool)
+    for work_dir in (tmp_path / 'file', tmp_path / 'file' / 'deeper' / 'work'):
+        with pytest.raises(SystemExit) as exit_:
+            module.parse_args([*map(str, args), '--work-dir', str(work_dir)])
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            f': error: --work-dir {work_dir}: {tmp_path / "file"} is a file, not a folder')
+    module.parse_args([*map(str, args), '--work-dir', str(tmp_path / 'new' / 'work')])  # fine

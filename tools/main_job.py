@@ -38,7 +38,8 @@ from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import generate, use_data_root
-from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, int_at_least, run_tool
+from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_work_dir, int_at_least,
+                                  run_tool)
 from hrnet_mm.engine.quiet import ProgressBarHook, capture_into_file, make_bar
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -340,6 +341,7 @@ def parse_args(argv: Optional[List[str]]):
         p.error(f'--scale {args.scale}: must be positive')
     args.work_dir = args.work_dir or (
         'work_dirs/main_job_ablation' if args.ablation else 'work_dirs/main_job')
+    check_work_dir(p, args.work_dir)
     return args
 
 

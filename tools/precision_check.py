@@ -19,8 +19,8 @@ import sys
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_out_file, int_at_least,
-                                  run_tool)
+from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_out_file, check_work_dir,
+                                  int_at_least, run_tool)
 from hrnet_mm.engine.quiet import prints_into_log
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone, rounding_noise
@@ -44,6 +44,7 @@ def parse_args(argv=None):
     data_root_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
+    check_work_dir(p, args.work_dir)
     check_out_file(p, args.out)
     return args
 

@@ -10,7 +10,8 @@ import sys
 
 import hrnet_mm  # noqa: F401
 from hrnet_mm.data import data_root_option
-from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, check_out_file, run_tool
+from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_out_file, check_work_dir,
+                                  run_tool)
 from hrnet_mm.engine.quiet import prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import build_test_runner
 from hrnet_mm.fast import AUTOCAST_DTYPES, autocast_backbone
@@ -32,6 +33,7 @@ def parse_args(argv=None):
     verbose_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
+    check_work_dir(p, args.work_dir)
     check_out_file(p, args.out)
     return args
 

@@ -14,7 +14,7 @@ from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
 from hrnet_mm.data import apply_data_root, check_data, data_root_option
-from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, run_tool
+from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, check_work_dir, run_tool
 from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
 from hrnet_mm.weights import load_checkpoint_file
@@ -35,6 +35,7 @@ def parse_args(argv=None):
     verbose_option(p)
     add_debug_flag(p)
     args = p.parse_args(argv)
+    check_work_dir(p, args.work_dir)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 

@@ -78,6 +78,21 @@ def check_out_file(parser: argparse.ArgumentParser, path: Optional[str],
         parser.error(f'{option} {path}: {folder} is not a folder this run can write into')
 
 
+def check_work_dir(parser: argparse.ArgumentParser, path: Optional[str],
+                   option: str = '--work-dir') -> None:
+    """Refuse (one line, exit 2) a work dir that cannot be made: it, or the nearest part of
+    its path that exists, is a file, or that part is not writable."""
+    if path is None:
+        return
+    probe = osp.abspath(path)
+    while not osp.exists(probe):
+        probe = osp.dirname(probe)
+    if not osp.isdir(probe):
+        parser.error(f'{option} {path}: {probe} is a file, not a folder')
+    if not os.access(probe, os.W_OK):
+        parser.error(f'{option} {path}: {probe} is not a folder this run can write into')
+
+
 def one_line(exc: BaseException) -> str:
     """``exc``'s message on one line; other than hrnet_mm's own errors, with its type."""
     msg = ' '.join(str(exc).split())
