@@ -121,6 +121,52 @@ def test_ablation_of_classification_alone_says_there_is_nothing_to_run(tmp_path)
                                                 'above)']
 
 
+def test_chart_title_names_the_data_the_schedule_and_a_cut():
+    """It said 'embedded dataset, short CPU schedules' for every run, --data-root and
+    --scale included."""
+    mj = _main_job()
+    rows = [_row('seg', 'HRNetV2-W18-Small + FCN', 'HRNet', [1.0], [50.0])]
+    title = mj.chart(rows, seeds=1)._suptitle.get_text()
+    assert title.endswith(', embedded dataset, short CPU schedules (one seed)')
+    title = mj.chart(rows, seeds=1, data='/data/cityscapes', scale=4,
+                     partial='1 of 2 models')._suptitle.get_text()
+    assert title.splitlines() == [
+        'HRNet vs a ResNet of about its size and compute, /data/cityscapes, schedules x4 '
+        '(one seed)', 'cut short after 1 of 2 models; the others did not run']
+
+
+def test_an_interrupted_main_job_keeps_the_models_it_finished(demo_dir, tmp_path):
+    """Results were written only at the end: Ctrl-C or a kill in the last model of an
+    hours-long run lost every finished one."""
+    import os
+    import signal
+    import time
+    work = tmp_path / 'mj'
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / 'tools/main_job.py'), '--tasks', 'seg', '--scale', '0.05',
+         '--work-dir', str(work)], cwd=demo_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 300
+        while not (work / 'results.json').exists() and proc.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)  # in the second model's run
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == 'interrupted', stderr
+    assert stdout.strip().splitlines()[-1] == (
+        f'written so far: {work}/results.md, results.json, results.png (1 of 2 models)')
+    results = json.loads((work / 'results.json').read_text())
+    assert results['partial'] == '1 of 2 models'
+    assert [r['family'] for r in results['rows']] == ['HRNet']
+    assert 'Cut short after 1 of 2 models' in (work / 'results.md').read_text()
+    assert (work / 'results.png').stat().st_size > 10000
+    assert not [f for f in os.listdir(work) if f.endswith('.tmp')]
+
+
 def test_ablation_run_writes_its_own_results(demo_dir, tmp_path):
     work = tmp_path / 'abl'
     proc = subprocess.run(
@@ -136,6 +182,7 @@ def test_ablation_run_writes_its_own_results(demo_dir, tmp_path):
     md = (work / 'results.md').read_text()
     assert md.startswith('# Main job results: representations')
     assert 'V1 - V2, trained: ' in md and 'matched' not in md
+    assert 'partial' not in results and 'Cut short' not in md  # complete: no trace of a cut
 
 
 def test_main_job_console_seeds_and_percent(demo_dir, tmp_path):

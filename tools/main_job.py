@@ -171,7 +171,7 @@ def fmt(s: dict) -> str:
     return f"{s['mean']:.1f} ± {s['sd']:.1f} ({s['min']:.1f}-{s['max']:.1f})"
 
 
-def markdown(rows: List[dict], args, total_s: float) -> str:
+def markdown(rows: List[dict], args, total_s: float, partial: Optional[str] = None) -> str:
     seeds = f"{args.seeds} seeds: mean ± sd (min-max)" if args.seeds > 1 else '1 seed'
     tasks = study(args.ablation)
     what = ('Per task, the same HRNet with each representation (the paper\'s head comparison); '
@@ -185,6 +185,9 @@ def markdown(rows: List[dict], args, total_s: float) -> str:
     if args.cfg_options or args.data_root:
         lines += ['', f'Data: {args.data_root or "the embedded dataset"}; config overrides: '
                       f'{dict(args.cfg_options or {})}.']
+    if partial:
+        lines += ['', f'**Cut short after {partial}**: the models below are the ones finished '
+                      'by then; the others did not run.']
     for task in dict.fromkeys(r['task'] for r in rows):
         sub = [r for r in rows if r['task'] == task]
         t = tasks[task]
@@ -224,10 +227,13 @@ TITLES = {False: 'HRNet vs a ResNet of about its size and compute',
           True: 'Which representation for which task: HRNet-W18-Small with each'}
 
 
-def chart(rows: List[dict], seeds: int, ablation: bool = False):
+def chart(rows: List[dict], seeds: int, ablation: bool = False, data: Optional[str] = None,
+          scale: float = 1.0, partial: Optional[str] = None):
     """The figure: a panel per task; each model family one colour (HRNet blue, ResNet orange;
     in the ablation one per representation) in every panel and in the legend; untrained light
-    and hatched, trained solid; values on the bars."""
+    and hatched, trained solid; values on the bars. The title names the data (``data``: a
+    ``--data-root``; default the embedded dataset), the schedule and, for a run cut short,
+    how far it got."""
     tasks_table = study(ablation)
     import matplotlib
     matplotlib.use('Agg')
@@ -266,17 +272,38 @@ def chart(rows: List[dict], seeds: int, ablation: bool = False):
     fig.legend(handles=handles, loc='lower center', ncol=min(4, len(handles)), fontsize=8,
                frameon=False)
     runs = f'mean of {seeds} seeds, bars: sd' if seeds > 1 else 'one seed'
-    fig.suptitle(f'{TITLES[ablation]}, embedded dataset, short CPU schedules ({runs})',
-                 fontsize=10)
+    schedules = 'short CPU schedules' if scale == 1 else f'schedules x{scale:g}'
+    title = f'{TITLES[ablation]}, {data or "embedded dataset"}, {schedules} ({runs})'
+    if partial:
+        title += f'\ncut short after {partial}; the others did not run'
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06 * ((len(handles) + 3) // 4), 1, 1))
     return fig
 
 
-def write_chart(rows: List[dict], path: str, seeds: int, ablation: bool = False) -> None:
+def save_results(rows: List[dict], args, seconds: float, partial: Optional[str] = None) -> str:
+    """Write results.md, results.json and results.png for ``rows`` (after each model, so
+    that a run cut short keeps the models it finished; ``partial`` says how far it got).
+    Each file is written whole, then renamed. Returns the Markdown."""
     import matplotlib.pyplot as plt
-    fig = chart(rows, seeds, ablation)
-    fig.savefig(path, dpi=120)
+    md = markdown(rows, args, seconds, partial)
+    results = dict(study='ablation' if args.ablation else 'main', scale=args.scale,
+                   seeds=args.seeds, seconds=seconds, unit='%', data_root=args.data_root,
+                   cfg_options=dict(args.cfg_options or {}), match_factor=MATCH_FACTOR,
+                   rows=rows)
+    if partial:
+        results['partial'] = partial
+    fig = chart(rows, args.seeds, args.ablation, args.data_root, args.scale, partial)
+    # the JSON last: once it shows a row, the chart and the table of that row are there
+    for name, write in (('results.png', lambda f: fig.savefig(f, dpi=120, format='png')),
+                        ('results.md', lambda f: f.write(md)),
+                        ('results.json', lambda f: json.dump(results, f, indent=2))):
+        path = osp.join(args.work_dir, name)
+        with open(f'{path}.tmp', 'wb' if name.endswith('.png') else 'w') as f:
+            write(f)
+        os.replace(f'{path}.tmp', path)
     plt.close(fig)
+    return md
 
 
 def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dict:
@@ -368,24 +395,26 @@ def main(argv=None) -> int:
         args.tasks.remove(task)
     if not args.tasks:
         raise SystemExit('error: no task left to run (see the notes above)')
-    rows, steps = [], sum(len(tasks[t].models) for t in args.tasks)
-    for task in args.tasks:
-        t = tasks[task]
-        for i, model in enumerate(t.models):
-            row = run_model(task, t, model, args, f'[{len(rows) + 1}/{steps}]', console)
-            if i:  # sizes against the task's first model (the HRNet, or the paper's head)
-                row['vs_hrnet'] = matched(row, rows[-1])
-            rows.append(row)
+    rows, steps, saved = [], sum(len(tasks[t].models) for t in args.tasks), 0
+    try:
+        for task in args.tasks:
+            t = tasks[task]
+            for i, model in enumerate(t.models):
+                row = run_model(task, t, model, args, f'[{len(rows) + 1}/{steps}]', console)
+                if i:  # sizes against the task's first model (the HRNet, or the paper's head)
+                    row['vs_hrnet'] = matched(row, rows[-1])
+                rows.append(row)
+                if len(rows) < steps:
+                    save_results(rows, args, time.time() - start,
+                                 f'{len(rows)} of {steps} models')
+                    saved = len(rows)
+    except KeyboardInterrupt:
+        if saved:
+            print(f'written so far: {args.work_dir}/results.md, results.json, results.png '
+                  f'({saved} of {steps} models)', flush=True)
+        raise
     total = time.time() - start
-    md = markdown(rows, args, total)
-    with open(osp.join(args.work_dir, 'results.md'), 'w') as f:
-        f.write(md)
-    with open(osp.join(args.work_dir, 'results.json'), 'w') as f:
-        json.dump(dict(study='ablation' if args.ablation else 'main', scale=args.scale,
-                       seeds=args.seeds, seconds=total, unit='%',
-                       data_root=args.data_root, cfg_options=dict(args.cfg_options or {}),
-                       match_factor=MATCH_FACTOR, rows=rows), f, indent=2)
-    write_chart(rows, osp.join(args.work_dir, 'results.png'), args.seeds, args.ablation)
+    md = save_results(rows, args, total)
     print('\n' + md)
     print(f'written: {args.work_dir}/results.md, results.json, results.png '
           f'({total / 60:.1f} min)')
