@@ -18,7 +18,6 @@ capture included): the wait before the speed shows.
 """
 import argparse
 import json
-import os
 import sys
 import time
 from typing import Callable
@@ -27,6 +26,7 @@ import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
                             format_table, run)
+from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
@@ -112,9 +112,7 @@ def main(argv=None) -> int:
     def save(results: dict) -> None:
         # written whole, then renamed: a run killed at any moment (a time limit) leaves the
         # results of the rounds it finished, never a half-written file
-        with open(f'{args.out}.tmp', 'w') as f:
-            json.dump(results, f, indent=2)
-        os.replace(f'{args.out}.tmp', args.out)
+        atomic_write(args.out, lambda f: f.write(json.dumps(results, indent=2).encode()))
         saved[:] = [results]
 
     try:

@@ -9,7 +9,6 @@ HRNetV2(arch, representation).
 """
 import argparse
 import logging
-import os
 import os.path as osp
 import sys
 
@@ -17,6 +16,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from hrnet_mm import HRNetV2
+from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 from hrnet_mm.weights import LAYOUTS, CheckpointError, convert_state_dict, load_checkpoint_file
@@ -74,8 +74,7 @@ def main(argv=None) -> int:
     meta = dict(hrnet_mm=dict(converted_from=conv.layout, source=osp.basename(args.src),
                               unmapped=list(conv.unmapped)))
     # written whole, then renamed: a kill mid-write leaves no half file at dst (dst may be src)
-    torch.save(dict(state_dict=state, meta=meta), f'{args.dst}.tmp')
-    os.replace(f'{args.dst}.tmp', args.dst)
+    atomic_write(args.dst, lambda f: torch.save(dict(state_dict=state, meta=meta), f))
     print(f'  written: {args.dst}')
     return 0
 

@@ -38,6 +38,7 @@ from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import generate, use_data_root
+from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_work_dir, int_at_least,
                                   run_tool)
 from hrnet_mm.engine.quiet import ProgressBarHook, capture_into_file, make_bar
@@ -296,12 +297,10 @@ def save_results(rows: List[dict], args, seconds: float, partial: Optional[str] 
     fig = chart(rows, args.seeds, args.ablation, args.data_root, args.scale, partial)
     # the JSON last: once it shows a row, the chart and the table of that row are there
     for name, write in (('results.png', lambda f: fig.savefig(f, dpi=120, format='png')),
-                        ('results.md', lambda f: f.write(md)),
-                        ('results.json', lambda f: json.dump(results, f, indent=2))):
-        path = osp.join(args.work_dir, name)
-        with open(f'{path}.tmp', 'wb' if name.endswith('.png') else 'w') as f:
-            write(f)
-        os.replace(f'{path}.tmp', path)
+                        ('results.md', lambda f: f.write(md.encode())),
+                        ('results.json',
+                         lambda f: f.write(json.dumps(results, indent=2).encode()))):
+        atomic_write(osp.join(args.work_dir, name), write)
     plt.close(fig)
     return md
 
