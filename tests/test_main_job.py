@@ -127,12 +127,26 @@ def test_chart_title_names_the_data_the_schedule_and_a_cut():
     mj = _main_job()
     rows = [_row('seg', 'HRNetV2-W18-Small + FCN', 'HRNet', [1.0], [50.0])]
     title = mj.chart(rows, seeds=1)._suptitle.get_text()
-    assert title.endswith(', embedded dataset, short CPU schedules (one seed)')
+    assert ' '.join(title.split()).endswith(', embedded dataset, short CPU schedules (one seed)')
     title = mj.chart(rows, seeds=1, data='/data/cityscapes', scale=4,
                      partial='1 of 2 models')._suptitle.get_text()
-    assert title.splitlines() == [
+    assert ' '.join(title.split()) == (  # wrapped to the figure's width (below)
         'HRNet vs a ResNet of about its size and compute, /data/cityscapes, schedules x4 '
-        '(one seed)', 'cut short after 1 of 2 models; the others did not run']
+        '(one seed) cut short after 1 of 2 models; the others did not run')
+    assert title.index('cut short') == title.index('\n', title.index('(one seed)')) + 1
+
+
+@pytest.mark.parametrize('ablation', [False, True])
+def test_chart_title_fits_a_figure_of_one_task(ablation):
+    """--tasks seg makes a one-panel figure; its title ran off both sides."""
+    mj = _main_job()
+    rows = [_row('seg', 'HRNetV2-W18-Small + FCN', 'V2' if ablation else 'HRNet', [1.0],
+                 [50.0])]
+    fig = mj.chart(rows, seeds=3, ablation=ablation, data='/data/cityscapes', scale=0.05,
+                   partial='1 of 2 models')
+    fig.canvas.draw()
+    box = fig._suptitle.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
 
 
 def test_an_interrupted_main_job_keeps_the_models_it_finished(demo_dir, tmp_path):

@@ -28,6 +28,7 @@ import os
 import os.path as osp
 import statistics
 import sys
+import textwrap
 import time
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -277,7 +278,10 @@ def chart(rows: List[dict], seeds: int, ablation: bool = False, data: Optional[s
     title = f'{TITLES[ablation]}, {data or "embedded dataset"}, {schedules} ({runs})'
     if partial:
         title += f'\ncut short after {partial}; the others did not run'
-    fig.suptitle(title, fontsize=10)
+    # wrapped to the figure's width: a one-task figure (--tasks seg) cut it off at both sides
+    fits = int(fig.get_figwidth() * 12)  # characters of 10-point text per inch, with margin
+    fig.suptitle('\n'.join(textwrap.fill(line, fits) for line in title.splitlines()),
+                 fontsize=10)
     fig.tight_layout(rect=(0, 0.06 * ((len(handles) + 3) // 4), 1, 1))
     return fig
 
