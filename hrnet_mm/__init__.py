@@ -14,6 +14,12 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
                         category=UserWarning)
 
+from .compat import skip_mmpretrain_multimodal
+
+# Before anything imports mmpretrain.models (mmdet.models and mmseg.models do): with
+# transformers >= 5, mmpretrain 1.2.0's multimodal models break every one of those imports.
+skip_mmpretrain_multimodal()
+
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .engine.checkpoints import install as _safe_checkpoints
 from .models import PARTS, HRNetV2

@@ -17,7 +17,7 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
-from .bench import (PRECISIONS, Row, _autocast, _device_name, measure_rows,
+from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, measure_rows,
                     randomize_weights, snapshot)
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
@@ -125,17 +125,13 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
 
     rows: Dict[str, Row] = {name: Row(name, precision) for name in models}
     # Same weights, same features: the backbones and pyramids compute the same (eval mode).
-    tol = 1e-4 if precision == 'fp32' else 5e-2
     with torch.no_grad(), _autocast(dev, precision):
         stock_feats = models[STOCK].eval().extract_feat(data['inputs'])
 
     def checked_diff(name: str) -> float:
         with torch.no_grad(), _autocast(dev, precision):
             feats = models[name].eval().extract_feat(data['inputs'])
-        diff = max((a.float() - b.float()).abs().max().item() for a, b in zip(stock_feats, feats))
-        if diff > tol:
-            raise RuntimeError(f'the stock detector and {name} disagree: {diff:.3g} > {tol}')
-        return diff
+        return check_agreement(stock_feats, feats, precision, f'the stock detector and {name}')
 
     rows[OURS].max_abs_diff = checked_diff(OURS)
     for name in (STOCK, OURS):  # the generic tool a user has for both

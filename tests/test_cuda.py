@@ -11,7 +11,9 @@ Tolerances (each test records what it measured, as ``record_property``):
 - fp32 with TF32 off: max abs difference <= 1e-4 to the stock model and to the plain model;
 - TF32 on (cuDNN and matmul): relative difference (``||a - b|| / ||b||`` over all outputs) to
   the stock model in the same mode <= 1e-3, and to fp32 <= 1e-2;
-- bf16 autocast: to the stock model in bf16 <= 1e-2, to fp32 <= 5e-2;
+- bf16 autocast: to fp32 no more than 1.5x the stock model's own bf16 error, and to the stock
+  model in bf16 no more than 2.5x that error, at most 5e-2 (two bf16 runs that round in another
+  order differ by about the error of each: 1.25e-2 for mmpose W18 on an H100, errors 0.9e-2);
 - training step gradients relative to fp32, BN statistics fixed: bf16 <= 0.05, fp16 (with a
   GradScaler) <= 0.02 (measured on the CPU: 0.004-0.009 and 0.001-0.005).
 """
@@ -88,11 +90,17 @@ def test_equal_to_stock_in_fp32_tf32_and_bf16(library, representation, record_pr
             stock_bf16, ours_bf16 = ref(x), ours(x)
     measured = dict(fp32_abs=max_abs_diff(stock32, ours32),
                     tf32_vs_stock=rel(ours_tf32, stock_tf32), tf32_vs_fp32=rel(ours_tf32, stock32),
-                    bf16_vs_stock=rel(ours_bf16, stock_bf16), bf16_vs_fp32=rel(ours_bf16, stock32))
+                    bf16_vs_stock=rel(ours_bf16, stock_bf16), bf16_vs_fp32=rel(ours_bf16, stock32),
+                    stock_bf16_vs_fp32=rel(stock_bf16, stock32))
     record_property('measured', json.dumps(measured))
     assert measured['fp32_abs'] <= 1e-4, measured
     assert measured['tf32_vs_stock'] <= 1e-3 and measured['tf32_vs_fp32'] <= 1e-2, measured
-    assert measured['bf16_vs_stock'] <= 1e-2 and measured['bf16_vs_fp32'] <= 5e-2, measured
+    # bf16: no further from fp32 than the stock model in bf16 is (rounding in another order
+    # moves the error, not its size: measured 0.0094 against the stock's own), and from the
+    # stock bf16 output by about two such errors (0.0125 for mmpose W18 on an H100).
+    stock_err = measured['stock_bf16_vs_fp32']
+    assert measured['bf16_vs_fp32'] <= max(1.5 * stock_err, 1e-3), measured
+    assert measured['bf16_vs_stock'] <= max(2.5 * stock_err, 1e-3) <= 5e-2, measured
     assert all(o.dtype == torch.bfloat16 for o in ours_bf16) or not ON_GPU
 
 
@@ -302,9 +310,10 @@ def test_demo_trains_with_amp_resumes_and_is_tested(task, demo_dir, tmp_path):
     train = [sys.executable, str(ROOT / 'tools/train.py'), str(ROOT / config), '--work-dir',
              str(work)]
     log = _tool(train + ['--cfg-options', 'train_cfg.max_iters=4'] + _amp('float16'), demo_dir)
-    assert 'AmpOptimWrapper' in log or not ON_GPU
     ckpt = torch.load(work / 'iter_4.pth', map_location='cpu', weights_only=False)
     assert ckpt['meta']['iter'] == 4
+    # AmpOptimWrapper saves its loss scaler beside the optimizer (the console log is quiet)
+    assert ('loss_scaler' in ckpt['optimizer']) == ON_GPU, log
     assert all(torch.isfinite(v).all() for v in ckpt['state_dict'].values() if v.is_floating_point())
     # resumed in bf16 (the loss scaler's state is restored too), two more iterations
     log = _tool(train + ['--resume', '--cfg-options', 'train_cfg.max_iters=6'] + _amp('bfloat16'),
@@ -352,8 +361,8 @@ def test_mim_train_with_bf16_amp(demo_dir, tmp_path):
     config = str(ROOT / DEMOS['seg'][0])
     log = _tool([str(mim), 'train', 'mmseg', config, '--work-dir', str(tmp_path),
                  '--cfg-options', 'train_cfg.max_iters=2'] + _amp('bfloat16'), demo_dir)
-    assert (tmp_path / 'iter_2.pth').exists()
-    assert 'AmpOptimWrapper' in log or not ON_GPU
+    ckpt = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert ('loss_scaler' in ckpt['optimizer']) == ON_GPU, log
 
 
 def test_mmcv_cuda_ops_agree_with_cpu():

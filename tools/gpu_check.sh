@@ -14,9 +14,10 @@
 #
 # Environment: GPU_CHECK_BUDGET (seconds for the whole run, default 560), GPU_PYTHON (default
 # python3), GPU_CHECK_DRY=1 (CPU dry run: tests collected, not run; benchmarks tiny),
-# GPU_CHECK_TESTS=0 (skip the CUDA tests) and GPU_CHECK_CASES="name ..." (only these benchmark
-# cases): for a second call on the still-warm machine, where the install is already done and
-# is skipped in seconds, e.g. GPU_CHECK_TESTS=0 GPU_CHECK_CASES="det_w18_cudagraphs";
+# GPU_CHECK_TESTS=0 (skip the CUDA tests), GPU_CHECK_TESTS_K (only the tests that pytest's -k
+# expression selects) and GPU_CHECK_CASES="name ..." (only these benchmark cases): for a second
+# call, e.g. on the still-warm machine, where the install is already done and is skipped in
+# seconds: GPU_CHECK_TESTS=0 GPU_CHECK_CASES="det_w18_cudagraphs";
 # GPU_CHECK_WHL (the wheel folder, default .whl).
 set -uo pipefail
 
@@ -72,6 +73,7 @@ fi
 # ------------------------------------------------------------------ 2. CUDA tests
 TEST_ARGS=(-m cuda tests/test_cuda.py -q -p no:cacheprovider -o junit_family=legacy
            --junitxml="$WORK/tests.xml")
+[ -n "${GPU_CHECK_TESTS_K:-}" ] && TEST_ARGS+=(-k "$GPU_CHECK_TESTS_K")
 if [ "$DRY" = 1 ]; then
   TEST_ARGS+=(--collect-only)
 elif "$PY" -c 'import xdist' 2>/dev/null; then

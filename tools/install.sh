@@ -175,6 +175,9 @@ step "checking the stack"
 import hrnet_mm  # first: it hides setuptools' pkg_resources notice, which mim would print
 import torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain
 import mmcv.ops, xtcocotools.mask, pycocotools.mask, mim
+# the model packages, as a detector or segmentor build imports them: a newer package in the
+# environment can break these where the top-level imports pass (hrnet_mm.compat)
+import mmdet.models, mmseg.models, mmpose.models, mmpretrain.models
 assert hrnet_mm.REGISTERED_LIBRARIES == ('mmdet', 'mmseg', 'mmpose', 'mmpretrain'), \
     hrnet_mm.REGISTERED_LIBRARIES
 for m in (torch, torchvision, mmengine, mmcv, mmdet, mmseg, mmpose, mmpretrain, hrnet_mm):
