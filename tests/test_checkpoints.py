@@ -142,6 +142,31 @@ def _train(cfg, stop_after=None):
     return {k: v.clone() for k, v in runner.model.state_dict().items()}
 
 
+class _OnGpu:
+    """A tensor as mmengine's resume returns it on a GPU machine (``map_location`` on the
+    GPU): only ``.cpu()`` gives the values; ``numpy()`` and torch's RNG setters refuse it."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+
+    def cpu(self) -> torch.Tensor:
+        return self.tensor
+
+    def numpy(self):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+
+def test_random_states_restore_from_tensors_loaded_onto_the_gpu():
+    import numpy as np
+    states = ckpts.rng_states()
+    expected = random.random(), np.random.rand(), torch.rand(3)
+    on_gpu = dict(states, torch=_OnGpu(states['torch']),
+                  numpy=dict(states['numpy'], keys=_OnGpu(states['numpy']['keys'])))
+    ckpts.set_rng_states(on_gpu)
+    assert (random.random(), np.random.rand()) == expected[:2]
+    assert torch.equal(torch.rand(3), expected[2])
+
+
 def test_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(demo_dir, tmp_path,
                                                                      monkeypatch):
     """The demo segmentor has dropout (FCN head, 0.1): without the random states in the

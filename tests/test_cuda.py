@@ -91,7 +91,9 @@ def test_equal_to_stock_in_fp32_tf32_and_bf16(library, representation, record_pr
     measured = dict(fp32_abs=max_abs_diff(stock32, ours32),
                     tf32_vs_stock=rel(ours_tf32, stock_tf32), tf32_vs_fp32=rel(ours_tf32, stock32),
                     bf16_vs_stock=rel(ours_bf16, stock_bf16), bf16_vs_fp32=rel(ours_bf16, stock32),
-                    stock_bf16_vs_fp32=rel(stock_bf16, stock32))
+                    stock_bf16_vs_fp32=rel(stock_bf16, stock32),
+                    bf16_dtypes=[str(o.dtype) for o in ours_bf16],
+                    stock_bf16_dtypes=[str(o.dtype) for o in stock_bf16])
     record_property('measured', json.dumps(measured))
     assert measured['fp32_abs'] <= 1e-4, measured
     assert measured['tf32_vs_stock'] <= 1e-3 and measured['tf32_vs_fp32'] <= 1e-2, measured
@@ -101,7 +103,9 @@ def test_equal_to_stock_in_fp32_tf32_and_bf16(library, representation, record_pr
     stock_err = measured['stock_bf16_vs_fp32']
     assert measured['bf16_vs_fp32'] <= max(1.5 * stock_err, 1e-3), measured
     assert measured['bf16_vs_stock'] <= max(2.5 * stock_err, 1e-3) <= 5e-2, measured
-    assert all(o.dtype == torch.bfloat16 for o in ours_bf16) or not ON_GPU
+    # the maps a head gets are of the stock model's dtypes (on an H100 the maps that end in
+    # a fusion sum were float32 under bf16 autocast; the stock's were not recorded then)
+    assert measured['bf16_dtypes'] == measured['stock_bf16_dtypes'], measured
 
 
 # ---------------------------------------------------------------------- training steps

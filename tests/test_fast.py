@@ -499,3 +499,28 @@ def test_device_peaks():
     assert gpu_peak('NVIDIA H200', 'bf16', tf32=True).gflops == 989400
     assert gpu_peak('NVIDIA H100 PCIe', 'bf16', tf32=True).gflops == 756000
     assert gpu_peak('Some Card', 'fp32', tf32=True).gflops is None
+
+
+def test_benchmark_agreement_bounds_per_precision(monkeypatch):
+    """fp32 elementwise; bf16 (rounding in another order) and fp32 with TF32 on a GPU
+    (another channel count rounds elsewhere) relative to the outputs' norm; NaN disagrees."""
+    from hrnet_mm.bench import _agreement_kind, check_agreement
+    ref = [torch.linspace(-50, 50, 1000)]
+    noise = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    bf16_noise = [ref[0] * (1 + 0.01 * noise)]
+    assert check_agreement(ref, [ref[0] + 5e-5], 'fp32', 'a and b') == pytest.approx(5e-5, rel=1e-2)
+    with pytest.raises(RuntimeError,
+                       match=r'^a and b disagree in fp32: max abs diff 0\.001 > 0\.0001$'):
+        check_agreement(ref, [ref[0] + 1e-3], 'fp32', 'a and b')
+    # 1% noise: a max abs diff far above 0.05, within bf16's bound of the norm
+    assert check_agreement(ref, bf16_noise, 'bf16', 'a and b') > 0.05
+    with pytest.raises(RuntimeError, match=r'disagree in bf16: relative diff 0\.1 > 0\.05'):
+        check_agreement(ref, [ref[0] * 1.1], 'bf16', 'a and b')
+    with pytest.raises(RuntimeError, match='relative diff nan'):
+        check_agreement(ref, [ref[0] * float('nan')], 'fp16', 'a and b')
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', True)
+    assert _agreement_kind('fp32', torch.device('cuda')) == 'tf32'
+    assert _agreement_kind('fp32', torch.device('cpu')) == 'fp32'
+    monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)
+    assert _agreement_kind('fp32', torch.device('cuda')) == 'fp32'
+    assert _agreement_kind('bf16', torch.device('cuda')) == 'reduced'

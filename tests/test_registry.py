@@ -101,3 +101,42 @@ def test_library_missing_a_dependency_warns_rather_than_hides(tmp_path):
         sys.path.remove(str(tmp_path))
         for name in ('halflib', 'halflib.registry'):
             sys.modules.pop(name, None)
+
+
+def _fake_transformers(root, version: str) -> None:
+    """An installed ``transformers`` of ``version`` without the names mmpretrain 1.2.0's
+    multimodal models import (transformers 5 removed some of them)."""
+    (root / 'transformers').mkdir()
+    (root / 'transformers' / '__init__.py').write_text('')
+    dist = root / f'transformers-{version}.dist-info'
+    dist.mkdir()
+    (dist / 'METADATA').write_text(
+        f'Metadata-Version: 2.1\nName: transformers\nVersion: {version}\n')
+
+
+def test_detectors_and_segmentors_build_where_transformers_5_is_installed(tmp_path):
+    """With transformers >= 5 in the environment (as on the GPU machines, 5.17), importing
+    mmdet.models or mmseg.models ended in ``TypeError: NoneType takes no arguments`` inside
+    mmpretrain 1.2.0's BLIP; importing hrnet_mm first leaves those models out, as mmpretrain
+    does without transformers, and everything else builds."""
+    _fake_transformers(tmp_path, '5.17.0')
+    proc = _run(f'''
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import hrnet_mm
+        import mmdet.models, mmseg.models, mmpose.models, mmpretrain.models
+        from mmpretrain.utils import dependency
+        from mmdet.registry import MODELS
+        MODELS.build(dict(type='HRNetV2', arch='w18_small_v1'))
+        print('multimodal', dependency.WITH_MULTIMODAL)
+        ''')
+    assert proc.returncode == 0 and proc.stdout.strip() == 'multimodal False', proc.stderr[-2000:]
+
+
+def test_transformers_4_keeps_mmpretrains_multimodal_models(monkeypatch):
+    from hrnet_mm import compat
+    versions = {'transformers': 4, 'mmpretrain': 1}
+    monkeypatch.setattr(compat, '_major', versions.get)
+    assert compat.skip_mmpretrain_multimodal() is False
+    versions['transformers'] = None  # not installed
+    assert compat.skip_mmpretrain_multimodal() is False

@@ -152,15 +152,16 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
-    """Restore :func:`rng_states`' result."""
+    """Restore :func:`rng_states`' result. Its tensors may come back on a GPU (mmengine's
+    resume loads checkpoints with ``map_location`` on the GPU): states are read on the CPU."""
     version, internal, gauss = states['python']
     random.setstate((version, tuple(internal), gauss))
     n = states['numpy']
-    np.random.set_state(('MT19937', n['keys'].numpy().astype(np.uint32), n['pos'],
+    np.random.set_state(('MT19937', n['keys'].cpu().numpy().astype(np.uint32), n['pos'],
                          n['has_gauss'], n['gauss']))
-    torch.set_rng_state(states['torch'])
+    torch.set_rng_state(states['torch'].cpu())
     if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states['cuda'])
+        torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
 
 
 class _RestoreBeforeNext:
