@@ -42,12 +42,24 @@ TARGETS = [
          reference='mmseg', ours=['hrnet_mm (mmseg config)',
                                   'hrnet_mm fast [fold, channels_last] bf16'],
          target=2.0, strongest='mmseg fast [fold, channels_last] bf16', key='infer_img_s'),
+    dict(case='seg_w48_cudagraphs', what='HRNetV2-W48 segmentation training step, 8x512x1024, '
+         'bf16, as CUDA graphs', reference='mmseg',
+         ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last, cudagraphs]'],
+         target=1.4, strongest='mmseg fast [channels_last, cudagraphs]', key='train_img_s'),
+    dict(case='infer_w48_compile', what='HRNetV2-W48 inference, 1x1024x2048, compiled '
+         '(stock fp32 eager)', reference='mmseg',
+         ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [fold, channels_last, compile] bf16'],
+         target=2.0, strongest='mmseg fast [fold, channels_last, compile] bf16', key='infer_img_s'),
     dict(case='pose_w32_fp32', what='HRNet-W32 pose training step, 64x256x192, fp32',
          reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
          target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
     dict(case='pose_w32_bf16', what='HRNet-W32 pose training step, 64x256x192, bf16',
          reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
          target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
+    dict(case='pose_w32_cudagraphs', what='HRNet-W32 pose training step, 64x256x192, bf16, '
+         'as CUDA graphs', reference='mmpose',
+         ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last, cudagraphs]'],
+         target=1.3, strongest='mmpose fast [channels_last, cudagraphs]', key='train_img_s'),
 ]
 
 
