@@ -697,19 +697,23 @@ def format_table(results: dict) -> str:
     if results.get('partial'):
         head += (f"Cut short: measured up to \"{results['partial']}\"; speeds are medians of "
                  'the repeats done, empty cells were not reached.\n\n')
-    lines = ['| model | precision | infer img/s | x | infer peak MiB | train img/s | x | '
+    lines = ['| model | precision | infer img/s | x | infer peak MiB | x | train img/s | x | '
              'train peak MiB | x | max abs diff | infer GFLOP/s (% of peak) | '
-             'train GFLOP/s (% of peak) |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
+             'train GFLOP/s (% of peak) |', '|' + '---|' * 13]
     for r in rows:
         prec = r.get('precision') or results['precision']
         lines.append(
             f"| {r['name']} | {prec} | "
             f"{num(r['infer_img_s'])} | {ratio(r, 'infer_img_s')} | "
-            f"{num(r['infer_peak_mib'], '.0f')} | {num(r['train_img_s'])} | "
+            f"{num(r['infer_peak_mib'], '.0f')} | {ratio(r, 'infer_peak_mib')} | "
+            f"{num(r['train_img_s'])} | "
             f"{ratio(r, 'train_img_s')} | {num(r['train_peak_mib'], '.0f')} | "
             f"{ratio(r, 'train_peak_mib')} | "
             f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} | "
             f"{achieved(results, r, 'infer', prec)} | {achieved(results, r, 'train', prec)} |")
+    if 'fold' in (results.get('fast') or ()) and any(r['train_img_s'] for r in rows):
+        lines += ['', 'fold (conv + BN folding) applies to inference: the training columns of '
+                  'the rows named with it are measured without it.']
     lines += _fast_vs_stock_fast(results)
     lines += _padding_effect(results)
     lines += _first_calls(rows)

@@ -204,6 +204,16 @@ def test_benchmark_runs_and_reports(tmp_path):
     assert all(rows[n]['train_peak_mib'] > 0 for n in names)
     table = format_table(results)
     assert table.count('\n| ') == len(names) + 1 and 'ratios vs mmseg' in table
+    assert '\n|' + '---|' * 13 + '\n' in table
+    # every measured column has its ratio; fold is named where it does not apply, and said so
+    ours_line = next(line for line in table.splitlines()
+                     if line.startswith('| hrnet_mm fast [fold, channels_last] |'))
+    cells = [c.strip() for c in ours_line.split('|')[1:-1]]
+    fast_row = rows['hrnet_mm fast [fold, channels_last]']
+    assert cells[5] == f"{fast_row['infer_peak_mib'] / rows['mmseg']['infer_peak_mib']:.2f}x"
+    assert cells[9] == f"{fast_row['train_peak_mib'] / rows['mmseg']['train_peak_mib']:.2f}x"
+    assert ('fold (conv + BN folding) applies to inference: the training columns of the rows '
+            'named with it are measured without it.') in table
     # achieved GFLOP/s beside the device's peak
     from hrnet_mm.complexity import count
     macs = count(HRNetV2(arch='w18_small_v1'), torch.rand(1, 3, 64, 64)).gflops
