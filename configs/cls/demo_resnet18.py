@@ -13,3 +13,8 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=100000, save_last=True))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)
+
+# hrnet_mm imported as in the HRNet configs, for its environment fixes (mmpretrain 1.2.0 with
+# transformers >= 5 broke every mmdet / mmseg model import) and its safe checkpoints; the model
+# and the schedule stay as above.
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)

@@ -7,3 +7,8 @@ _base_ = './demo_td-hm_res18.py'
 model = dict(
     backbone=dict(stem_channels=12, base_channels=12),
     head=dict(in_channels=96, deconv_out_channels=(160, 160, 160)))
+
+# hrnet_mm imported as in the HRNet configs, for its environment fixes (mmpretrain 1.2.0 with
+# transformers >= 5 broke every mmdet / mmseg model import) and its safe checkpoints; the model
+# and the schedule stay as above.
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)

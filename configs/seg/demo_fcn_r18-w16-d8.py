@@ -7,3 +7,8 @@ _base_ = './demo_fcn_r18-d8.py'
 model = dict(
     backbone=dict(stem_channels=16, base_channels=16),
     decode_head=dict(in_channels=128, channels=144, num_convs=1))
+
+# hrnet_mm imported as in the HRNet configs, for its environment fixes (mmpretrain 1.2.0 with
+# transformers >= 5 broke every mmdet / mmseg model import) and its safe checkpoints; the model
+# and the schedule stay as above.
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)

@@ -10,3 +10,8 @@ model = dict(
     data_preprocessor=data_preprocessor,
     decode_head=dict(num_classes=20),
     auxiliary_head=dict(num_classes=20))
+
+# hrnet_mm imported as in the HRNet configs, for its environment fixes (mmpretrain 1.2.0 with
+# transformers >= 5 broke every mmdet / mmseg model import) and its safe checkpoints; the model
+# and the schedule stay as above.
+custom_imports = dict(imports=['hrnet_mm'], allow_failed_imports=False)
