@@ -167,6 +167,25 @@ def test_random_states_restore_from_tensors_loaded_onto_the_gpu():
     assert torch.equal(torch.rand(3), expected[2])
 
 
+def test_each_process_saves_and_restores_its_own_gpus_random_state(monkeypatch):
+    """Multi-GPU: rank k must get back the generator of its own GPU as it was (equal to the
+    main process's own, the ranks sharing seeds), not the main process's never-used
+    generator of GPU k, which restoring every GPU's state gave. Faked GPU calls: this checks
+    which state goes where."""
+    own, restored, restored_all = torch.tensor([7, 8], dtype=torch.uint8), [], []
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_initialized', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'get_rng_state', lambda device='cuda': own)
+    monkeypatch.setattr(torch.cuda, 'set_rng_state', lambda s, device='cuda': restored.append(s))
+    monkeypatch.setattr(torch.cuda, 'set_rng_state_all', restored_all.append)
+    states = ckpts.rng_states()
+    assert states['cuda'] is own
+    ckpts.set_rng_states(dict(states, cuda=_OnGpu(own)))  # loaded onto the GPU
+    assert len(restored) == 1 and torch.equal(restored[0], own) and restored_all == []
+    ckpts.set_rng_states(dict(states, cuda=[own, own]))  # an earlier checkpoint: every GPU's
+    assert len(restored) == 1 and len(restored_all) == 1
+
+
 def test_resumed_run_ends_with_the_weights_of_the_uninterrupted_run(demo_dir, tmp_path,
                                                                      monkeypatch):
     """The demo segmentor has dropout (FCN head, 0.1): without the random states in the

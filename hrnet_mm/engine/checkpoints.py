@@ -147,7 +147,10 @@ def rng_states() -> dict:
                   numpy=dict(keys=torch.from_numpy(keys.astype(np.int64)), pos=int(pos),
                              has_gauss=int(has_gauss), gauss=float(gauss)))
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states['cuda'] = torch.cuda.get_rng_state_all()
+        # This process's own GPU only: in a multi-GPU run every rank restores it into its own
+        # GPU (the ranks share seeds, so their GPUs' generators advanced alike); the main
+        # process's generators of the other GPUs never advanced.
+        states['cuda'] = torch.cuda.get_rng_state()
     return states
 
 
@@ -161,7 +164,11 @@ def set_rng_states(states: dict) -> None:
                          n['has_gauss'], n['gauss']))
     torch.set_rng_state(states['torch'].cpu())
     if 'cuda' in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in states['cuda']])
+        cuda = states['cuda']
+        if isinstance(cuda, (list, tuple)):  # every GPU's, as saved by earlier hrnet_mm 0.2.0
+            torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+        else:
+            torch.cuda.set_rng_state(cuda.cpu())  # into this process's GPU
 
 
 class _RestoreBeforeNext:
