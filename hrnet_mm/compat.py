@@ -6,7 +6,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from importlib import metadata
 
@@ -41,8 +40,11 @@ def skip_mmpretrain_multimodal() -> bool:
     """
     if (_major('transformers') or 0) < 5 or (_major('mmpretrain') or 2) >= 2:
         return False
-    if 'mmpretrain.models' in sys.modules or importlib.util.find_spec('mmpretrain') is None:
-        return False  # too late to change, or nothing to change
-    from mmpretrain.utils import dependency
+    if 'mmpretrain.models' in sys.modules:
+        return False  # too late to change
+    try:
+        from mmpretrain.utils import dependency
+    except Exception:  # noqa: BLE001  a broken mmpretrain: registration warns about it later
+        return False
     dependency.WITH_MULTIMODAL = False
     return True

@@ -140,3 +140,13 @@ def test_transformers_4_keeps_mmpretrains_multimodal_models(monkeypatch):
     assert compat.skip_mmpretrain_multimodal() is False
     versions['transformers'] = None  # not installed
     assert compat.skip_mmpretrain_multimodal() is False
+
+
+def test_a_broken_mmpretrain_does_not_break_importing_hrnet_mm(monkeypatch):
+    """transformers >= 5 beside an mmpretrain that does not import (e.g. with
+    importlib_metadata >= 8.8): the fix is skipped, and registration warns about mmpretrain."""
+    from hrnet_mm import compat
+    monkeypatch.setattr(compat, '_major', {'transformers': 5, 'mmpretrain': 1}.get)
+    monkeypatch.delitem(sys.modules, 'mmpretrain.models', raising=False)
+    monkeypatch.setitem(sys.modules, 'mmpretrain.utils', None)  # its import raises ImportError
+    assert compat.skip_mmpretrain_multimodal() is False
