@@ -404,7 +404,8 @@ def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str,
         pad_model_channels(model, pad)
     if mode == 'infer':
         model = optimize_for_inference(model, fuse_bn='fold' in fast,
-                                       channels_last='channels_last' in fast)
+                                       channels_last='channels_last' in fast,
+                                       winograd='winograd' in fast)
     elif 'channels_last' in fast:
         use_channels_last(model)
     return _compiled(model, fast)
@@ -416,7 +417,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         fast: Sequence[str] = ('fold', 'channels_last'), with_cp: bool = False,
         warmup: int = 1, repeats: int = 5, memory: bool = True,
         fast_precision: Optional[str] = None, stock_fast: bool = True,
-        pad_channels: Optional[int] = None, profile: bool = False,
+        pad_channels: Optional[int] = None, winograd: bool = False, profile: bool = False,
         progress: Callable[[str], None] = print,
         save: Optional[Callable[[dict], None]] = None) -> dict:
     """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``).
@@ -425,13 +426,19 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     HRNetV2 with those fast paths and (``stock_fast``) the first reference with the same
     generic tools, both in ``fast_precision`` (default ``precision``); ``pad_channels`` adds
     the fast HRNetV2 with its channels padded to that multiple (:mod:`hrnet_mm.padding`, an
-    HRNet-specific path that the stock model has no counterpart of); ``with_cp`` adds a
-    training row. ``profile`` adds :func:`profile_step`'s figures for every row. ``save``
+    HRNet-specific path that the stock model has no counterpart of); ``winograd`` adds the
+    fast HRNetV2 inferring with Winograd convolutions (:mod:`hrnet_mm.winograd`; fp32 on the
+    CPU; eager with the other fast paths, its transforms compiled, and set against the stock
+    row with every fast path, compiling included); ``with_cp`` adds a training row. ``profile`` adds :func:`profile_step`'s figures for every row. ``save``
     (if given) gets the results measured so far after each round of repeats and each row's
     memory or profile, with ``partial`` saying how far the run got: a run cut short (a time
     limit) keeps them.
     """
     dev = torch.device(device)
+    if winograd and (dev.type != 'cpu' or (fast_precision or precision) != 'fp32'
+                     or 'infer' not in modes):
+        raise ValueError(f'winograd: fp32 inference on the CPU only (here: {device}, '
+                         f'{fast_precision or precision}, modes {list(modes)})')
     x = torch.randn(batch, 3, *size, device=dev)
     refs = [r for r in references if representation in REFERENCE_REPRESENTATIONS[r]]
     if not refs:
@@ -458,6 +465,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     if pad_channels:
         padded = ', '.join([*fast, f'pad {pad_channels}'])
         fast_names['padded'] = f'hrnet_mm fast [{padded}]{suffix}'
+    # the transforms are compiled per convolution: the model itself runs eagerly
+    winograd_paths = [*(f for f in fast if f not in COMPILING), 'winograd']
+    if winograd:
+        fast_names['winograd'] = f'hrnet_mm fast [{", ".join(winograd_paths)}]{suffix}'
 
     results = dict(arch=arch, representation=representation, batch=batch, size=list(size),
                    precision=precision, fast_precision=fast_precision,
@@ -475,7 +486,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     def now(partial: Optional[str] = None) -> dict:
         # each hrnet_mm fast row and the stock row with the same generic tools (the rows of
         # the modes set up so far)
-        pairs = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded')
+        pairs = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded', 'winograd')
                  if k in fast_names and fast_names[k] in rows and fast_names['stock'] in rows}
         return snapshot(dict(results, stock_pairs=pairs), rows, partial)
 
@@ -493,6 +504,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         if pad_channels:
             models[fast_names['padded']] = _ours_fast(plain[ours_name], paths, mode,
                                                       pad_channels)
+        if winograd and mode == 'infer':
+            models[fast_names['winograd']] = _ours_fast(plain[ours_name], winograd_paths, mode)
         for name in fast_names.values():
             if name in models:
                 rows.setdefault(name, Row(name, fast_precision))

@@ -4,7 +4,8 @@ Inference (``model.eval()``):
 
 - :func:`fuse_conv_bn`: fold every BatchNorm into the conv before it (max abs difference to
   the plain model <= 1e-4 in the tests, float rounding only).
-- :func:`optimize_for_inference`: folding + ``channels_last`` (+ ``torch.compile`` on request).
+- :func:`optimize_for_inference`: folding + ``channels_last`` (+ ``torch.compile``, or Winograd
+  convolutions for fp32 on the CPU, on request).
 - :func:`export_onnx`: an ONNX file that onnxruntime runs within 1e-4 of PyTorch.
 - :func:`autocast_backbone`: a detector / segmentor / pose model's backbone (and neck) in bf16
   or fp16, its heads in fp32; ``tools/test.py --backbone-precision bf16`` measures what it
@@ -69,17 +70,27 @@ def use_channels_last(model: nn.Module) -> nn.Module:
 
 
 def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last: bool = True,
-                           compile: bool = False, **compile_kwargs) -> nn.Module:
+                           compile: bool = False, winograd: bool = False,
+                           **compile_kwargs) -> nn.Module:
     """The inference fast path in one call: BN folding, NHWC memory, optionally compiled.
 
     ``channels_last`` converts the weights and, for an :class:`~hrnet_mm.HRNetV2`, makes its
-    forward convert the input. Returns the (possibly compiled) model in eval mode.
+    forward convert the input. ``winograd`` computes the wide 3x3 convolutions with Winograd
+    F(4x4, 3x3) in fp32 on the CPU (:mod:`hrnet_mm.winograd`; not with ``compile``). Returns
+    the (possibly compiled) model in eval mode.
     """
+    if winograd and compile:
+        raise ValueError('winograd=True and compile=True do not combine: the Winograd transforms '
+                         'are compiled per convolution already, and compiling a whole HRNet around '
+                         'them took over 20 minutes; choose one')
     model.eval()
     if fuse_bn:
         fuse_conv_bn(model)
     if channels_last:
         use_channels_last(model)
+    if winograd:
+        from .winograd import use_winograd
+        use_winograd(model)
     if compile:
         model = torch.compile(model, **compile_kwargs)
     return model

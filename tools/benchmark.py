@@ -65,6 +65,10 @@ def parse_args(argv=None):
                    help='add a row of the fast HRNetV2 with every channel width padded to a '
                         'multiple of N (hrnet_mm.padding; HRNet-specific, the stock model has no '
                         'counterpart); with --model faster_rcnn, a padded channels_last detector')
+    p.add_argument('--winograd', action='store_true',
+                   help='add a row of the fast HRNetV2 inferring with Winograd F(4x4, 3x3) '
+                        'convolutions (hrnet_mm.winograd; fp32, CPU; eager, its transforms '
+                        'compiled; set against the stock row with all of --fast)')
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
@@ -78,6 +82,11 @@ def parse_args(argv=None):
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
     check_device(p, args.device)
+    if args.winograd and (torch.device(args.device).type != 'cpu' or 'infer' not in args.modes
+                          or (args.fast_precision or args.precision) != 'fp32'
+                          or args.model != 'backbone'):
+        p.error('--winograd: fp32 inference of the backbone on the CPU only (--device cpu, '
+                '--modes infer, --precision fp32)')
     check_out_file(p, args.out)
     return args
 
@@ -152,7 +161,8 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None],
                references=args.refs, modes=args.modes, fast=args.fast, with_cp=args.with_cp,
                warmup=args.warmup, repeats=args.repeats, memory=not args.no_memory,
                fast_precision=args.fast_precision, stock_fast=not args.no_stock_fast,
-               pad_channels=args.pad_channels, profile=args.profile, progress=progress,
+               pad_channels=args.pad_channels, winograd=args.winograd, profile=args.profile,
+               progress=progress,
                save=save)
 
 
