@@ -735,6 +735,10 @@ def format_table(results: dict) -> str:
         lines += ['', f"GFLOP/s = 2 x {results['gmacs_per_image']:.2f} G multiply-adds per "
                   "image x img/s (training: 3x, forward and backward). Peak: " +
                   '; '.join(f"{p}: {v['how']}" for p, v in peaks.items())]
+        if any('winograd' in r['name'] for r in rows):
+            lines += ['', 'Winograd rows: the same count of the direct convolution, an effective '
+                      'rate; Winograd computes the wide 3x3 convolutions with a quarter of the '
+                      'products, so its rate can pass the peak.']
     profiled = [(r['name'], mode, p) for r in rows for mode, p in r.get('profile', {}).items()]
     if profiled:
         lines += ['', '| model | mode | step ms | kernel ms | launches | idle % |',

@@ -158,13 +158,17 @@ def test_optimize_for_inference_converts_the_wide_convolutions_only():
 
 
 def test_benchmark_row_and_its_refusals(eager_transforms):
-    from hrnet_mm.bench import run
+    from hrnet_mm.bench import format_table, run
     res = run(arch='w18_small_v1', size=(64, 64), modes=('infer', ), repeats=1, warmup=0,
               memory=False, winograd=True, progress=lambda m: None)
     rows = {r['name']: r for r in res['rows']}
     name = 'hrnet_mm fast [fold, channels_last, winograd]'
     assert rows[name]['infer_img_s'] > 0 and rows[name]['max_abs_diff'] <= 1e-4
     assert res['stock_pairs'][name] == 'mmseg fast [fold, channels_last]'
+    table = format_table(res)
+    assert f'| {name} | fp32 |' in table
+    assert f'{name} against mmseg fast [fold, channels_last] (the stock model' in table
+    assert 'Winograd rows: the same count of the direct convolution, an effective rate' in table
     for kwargs in (dict(precision='bf16'), dict(modes=('train', ))):
         with pytest.raises(ValueError, match='^winograd: fp32 inference on the CPU only'):
             run(arch='w18_small_v1', size=(64, 64), winograd=True, progress=lambda m: None,
