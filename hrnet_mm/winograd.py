@@ -10,18 +10,18 @@ each 4x4 output tile from a 6x6 input tile with 36 products per channel pair ins
 The elementwise products of all tiles become 36 matrix products (tiles x C_in) @ (C_in x
 C_out), one ``torch.bmm``; the transforms of input and output are pointwise arithmetic over
 tiles, compiled by inductor once per map size (one fused loop each; static shapes: dynamic
-ones ran at half the speed). Compiling costs about 20 s per map size on 2 cores the first time
+ones ran at half the speed). Compiling costs about 25 s per map size on 2 cores the first time
 (HRNetV2-W48 has three sizes of wide maps); inductor caches the kernels on disk, and later
-processes load them in about a second. Outputs differ from the direct convolution by float rounding
+processes load them in 1-3 s. Outputs differ from the direct convolution by float rounding
 (about 1e-5 of the output's range per convolution in fp32; the whole HRNetV2-W48 within 1e-4).
 
 Where the transform does not pay or does not apply, :class:`WinogradConv2d` computes the
 direct convolution with the same weights: autocast or a dtype other than float32 (the
-transforms amplify rounding: bf16 would lose several bits), gradients needed (training), a
-device other than the CPU (cuDNN picks its own algorithms there), or inside an outer
-``torch.compile`` region (compiling a whole HRNet around the transforms took over 20 minutes
-without finishing for W48, so :func:`hrnet_mm.fast.optimize_for_inference` refuses the
-combination).
+transforms' coefficients, up to 8, amplify rounding; not measured in reduced precision),
+gradients needed (training), a device other than the CPU (cuDNN picks its own algorithms
+there), or inside an outer ``torch.compile`` region (compiling a whole HRNet around the
+transforms took over 20 minutes without finishing for W48, so
+:func:`hrnet_mm.fast.optimize_for_inference` refuses the combination).
 
 Example:
     >>> model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)

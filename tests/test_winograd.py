@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from helpers import max_abs_diff, randomize
 
 from hrnet_mm import HRNetV2
