@@ -429,10 +429,11 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     HRNet-specific path that the stock model has no counterpart of); ``winograd`` adds the
     fast HRNetV2 inferring with Winograd convolutions (:mod:`hrnet_mm.winograd`; fp32 on the
     CPU; eager with the other fast paths, its transforms compiled, and set against the stock
-    row with every fast path, compiling included); ``with_cp`` adds a training row. ``profile`` adds :func:`profile_step`'s figures for every row. ``save``
-    (if given) gets the results measured so far after each round of repeats and each row's
-    memory or profile, with ``partial`` saying how far the run got: a run cut short (a time
-    limit) keeps them.
+    row with every fast path, compiling included); ``with_cp`` adds a training row.
+    ``profile`` adds :func:`profile_step`'s figures for every row. ``save`` (if given) gets
+    the results measured so far after each round of repeats and each row's memory or
+    profile, with ``partial`` saying how far the run got: a run cut short (a time limit)
+    keeps them.
     """
     dev = torch.device(device)
     if winograd and (dev.type != 'cpu' or (fast_precision or precision) != 'fp32'

@@ -95,7 +95,9 @@ def output_transform(m: torch.Tensor, n: int, h: int, w: int,
     (N, H, W, C) output."""
     th, tw = _tiles(h, w)
     m = m.view(6, 6, n, th, tw, m.shape[-1])
-    rows = [torch.stack(_at([r[j] for j in range(6)]), dim=-2) for r in _at([m[i] for i in range(6)])]
+    # A^T along the tile's rows, then along its columns; stacked as (N, th, 4, tw, 4, C)
+    rows = [torch.stack(_at([r[j] for j in range(6)]), dim=-2)
+            for r in _at([m[i] for i in range(6)])]
     y = torch.stack(rows, dim=2).reshape(n, TILE * th, TILE * tw, -1)[:, :h, :w]
     if bias is not None:
         y = y + bias
