@@ -28,6 +28,7 @@ Example:
     >>> with torch.no_grad():
     ...     out = model(torch.rand(1, 3, 512, 1024))  # the first call compiles (above)
 """
+import functools
 from typing import List, Optional, Tuple
 
 import torch
@@ -104,15 +105,11 @@ def output_transform(m: torch.Tensor, n: int, h: int, w: int,
     return y.contiguous()
 
 
-_compiled = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _transforms():
     """The two transforms compiled by inductor (on first use; static shapes)."""
-    if not _compiled:
-        _compiled['in'] = torch.compile(input_transform, dynamic=False)
-        _compiled['out'] = torch.compile(output_transform, dynamic=False)
-    return _compiled['in'], _compiled['out']
+    return (torch.compile(input_transform, dynamic=False),
+            torch.compile(output_transform, dynamic=False))
 
 
 def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor] = None,
@@ -129,13 +126,9 @@ def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tenso
     """
     n, _, h, w = x.shape
     nhwc = x.permute(0, 2, 3, 1)  # a view for channels_last input; copied otherwise
-    if compiled:
-        forward_t, backward_t = _transforms()
-        with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
-            products = torch.bmm(forward_t(nhwc), u)
-            y = backward_t(products, n, h, w, bias)
-    else:
-        y = output_transform(torch.bmm(input_transform(nhwc), u), n, h, w, bias)
+    to_tiles, from_tiles = _transforms() if compiled else (input_transform, output_transform)
+    with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
+        y = from_tiles(torch.bmm(to_tiles(nhwc), u), n, h, w, bias)
     return y.permute(0, 3, 1, 2)
 
 
