@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import compiling
 from .complexity import count
 from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
@@ -378,10 +379,10 @@ def _compiled(model: nn.Module, fast: Sequence[str]) -> nn.Module:
     (``reduce-overhead``), which replays a static-shape step without its thousands of kernel
     launches."""
     if 'cudagraphs' in fast:
-        return torch.compile(model, mode='reduce-overhead')
+        return compiling.compile(model, mode='reduce-overhead')
     if 'freeze' in fast:
-        return torch.compile(model, options={'freezing': True})
-    return torch.compile(model) if 'compile' in fast else model
+        return compiling.compile(model, options={'freezing': True})
+    return compiling.compile(model) if 'compile' in fast else model
 
 
 def _stock_fast(ref: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, measure_rows,
                     randomize_weights, snapshot)
+from . import compiling
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
@@ -150,7 +151,7 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
         for name in [f'{STOCK} [channels_last]'] + eager:
             fast_name = f'{name[:-1]}, {compile}]'
             models[fast_name] = model = copy.deepcopy(models[name])
-            model.extract_feat = torch.compile(
+            model.extract_feat = compiling.compile(
                 model.extract_feat, mode='reduce-overhead' if compile == 'cudagraphs' else None)
             rows[fast_name] = Row(fast_name, precision)
         pairs.update({f'{n[:-1]}, {compile}]': f'{STOCK} [channels_last, {compile}]'

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import compiling
+
 
 def _fold(conv: nn.Conv2d, bn: _BatchNorm) -> None:
     """Fold an eval-mode BN into the conv before it (weights and bias, in place)."""
@@ -92,7 +94,7 @@ def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last
         from .winograd import use_winograd
         use_winograd(model)
     if compile:
-        model = torch.compile(model, **compile_kwargs)
+        model = compiling.compile(model, **compile_kwargs)
     return model
 
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import compiling
+
 __all__ = ['WinogradConv2d', 'use_winograd', 'winograd_weight', 'winograd_conv2d']
 
 #: F(4x4, 3x3) with interpolation points 0, +-1, +-2 (Lavin & Gray): G maps a 3x3 kernel
@@ -108,8 +110,8 @@ def output_transform(m: torch.Tensor, n: int, h: int, w: int,
 @functools.lru_cache(maxsize=None)
 def _transforms():
     """The two transforms compiled by inductor (on first use; static shapes)."""
-    return (torch.compile(input_transform, dynamic=False),
-            torch.compile(output_transform, dynamic=False))
+    return (compiling.compile(input_transform, dynamic=False),
+            compiling.compile(output_transform, dynamic=False))
 
 
 def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor] = None,
