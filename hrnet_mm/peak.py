@@ -94,8 +94,10 @@ def cpu_peak(threads: int, precision: str = 'fp32', info: Optional[dict] = None,
         return Peak(measured, f'clock unknown; a {measured:.0f} GFLOP/s matmul'
                     if measured else 'clock unknown (no "cpu MHz" in /proc/cpuinfo)')
     per_cycle, unit = flops_per_cycle(info)
-    if precision == 'bf16' and 'avx512_bf16' in info.get('flags', '').split():
+    if precision == 'bf16' and native_bf16(info):
         per_cycle, unit = 2 * per_cycle, unit + ', bf16 dot products at twice the rate'
+    elif precision == 'bf16':
+        unit += '; no bf16 instructions: bf16 at the fp32 rate at best'
     kind = 'bf16' if 'bf16 dot' in unit else 'fp32'
     estimate = threads * ghz * per_cycle
     how = (f'{threads} threads x {ghz:.2f} GHz x {per_cycle} {kind} FLOP/cycle ({unit}) = '
@@ -106,10 +108,21 @@ def cpu_peak(threads: int, precision: str = 'fp32', info: Optional[dict] = None,
     return Peak(estimate, how)
 
 
+def native_bf16(info: dict) -> bool:
+    """Whether the CPU has bf16 dot-product instructions (AVX-512 BF16; AMX CPUs have them
+    too)."""
+    return 'avx512_bf16' in info.get('flags', '').split()
+
+
 def device_peak(dev: torch.device, precision: str, threads: Optional[int] = None) -> Peak:
-    """The peak for a benchmark's device and precision."""
+    """The peak for a benchmark's device and precision. On a CPU without bf16 instructions
+    the bf16 peak is the estimate alone: a bf16 matmul runs in reference code there (1.2
+    GFLOP/s on a 2-core AVX2 EPYC), and measuring one would take minutes."""
     if dev.type == 'cuda':
         return gpu_peak(torch.cuda.get_device_name(dev), precision,
                         torch.backends.cudnn.allow_tf32)
     threads = threads or torch.get_num_threads()
-    return cpu_peak(threads, precision, measured=matmul_gflops(threads, precision))
+    info = _cpuinfo()
+    measure = precision != 'bf16' or native_bf16(info)
+    return cpu_peak(threads, precision, info,
+                    measured=matmul_gflops(threads, precision) if measure else None)

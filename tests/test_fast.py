@@ -511,6 +511,26 @@ def test_device_peaks():
     assert gpu_peak('Some Card', 'fp32', tf32=True).gflops is None
 
 
+def test_bf16_peak_is_not_measured_on_a_cpu_without_bf16_instructions(monkeypatch):
+    # there a bf16 matmul runs in reference code: the 2048x2048 one took minutes on AVX2
+    from hrnet_mm import peak
+    measured = []
+    monkeypatch.setattr(peak, 'matmul_gflops',
+                        lambda threads, precision: measured.append(precision) or 1.0)
+    avx2 = {'vendor_id': 'AuthenticAMD', 'cpu family': '25', 'cpu MHz': '2000',
+            'flags': 'fma avx2'}
+    monkeypatch.setattr(peak, '_cpuinfo', lambda: avx2)
+    bf16 = peak.device_peak(torch.device('cpu'), 'bf16', threads=2)
+    assert measured == [] and bf16.gflops == pytest.approx(2 * 2.0 * 32)
+    assert bf16.how.endswith('no bf16 instructions: bf16 at the fp32 rate at best) = 128 GFLOP/s')
+    peak.device_peak(torch.device('cpu'), 'fp32', threads=2)
+    assert measured == ['fp32']
+    monkeypatch.setattr(peak, '_cpuinfo', lambda: dict(avx2, flags='fma avx2 avx512f avx512_bf16'))
+    assert peak.device_peak(torch.device('cpu'), 'bf16', threads=2).gflops == \
+        pytest.approx(2 * 2.0 * 64)
+    assert measured == ['fp32', 'bf16']
+
+
 def test_benchmark_agreement_bounds_per_precision(monkeypatch):
     """fp32 elementwise; bf16 (rounding in another order) and fp32 with TF32 on a GPU
     (another channel count rounds elsewhere) relative to the outputs' norm; NaN disagrees."""
