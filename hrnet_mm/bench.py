@@ -412,6 +412,17 @@ def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str,
     return _compiled(model, fast)
 
 
+def winograd_conflicts(device: str, precision: str, modes: Sequence[str],
+                       model: str = 'backbone') -> Dict[str, str]:
+    """The settings that keep a Winograd row from being measured (Winograd runs in fp32
+    inference of the backbone on the CPU), as {setting: value}; empty where none does."""
+    checks = {'device': (device, torch.device(device).type == 'cpu'),
+              'precision': (precision, precision == 'fp32'),
+              'modes': (' '.join(modes), 'infer' in modes),
+              'model': (model, model == 'backbone')}
+    return {name: value for name, (value, ok) in checks.items() if not ok}
+
+
 def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         size: Sequence[int] = (512, 1024), precision: str = 'fp32', device: str = 'cpu',
         references: Sequence[str] = ('mmseg', ), modes: Sequence[str] = ('infer', 'train'),
@@ -437,10 +448,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     keeps them.
     """
     dev = torch.device(device)
-    if winograd and (dev.type != 'cpu' or (fast_precision or precision) != 'fp32'
-                     or 'infer' not in modes):
-        raise ValueError(f'winograd: fp32 inference on the CPU only (here: {device}, '
-                         f'{fast_precision or precision}, modes {list(modes)})')
+    wrong = winograd_conflicts(device, fast_precision or precision, modes)
+    if winograd and wrong:
+        raise ValueError('winograd: fp32 inference on the CPU only; here '
+                         + ', '.join(f'{k}={v!r}' for k, v in wrong.items()))
     x = torch.randn(batch, 3, *size, device=dev)
     refs = [r for r in references if representation in REFERENCE_REPRESENTATIONS[r]]
     if not refs:

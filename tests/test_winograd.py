@@ -168,10 +168,14 @@ def test_benchmark_row_and_its_refusals(eager_transforms):
     assert f'| {name} | fp32 |' in table
     assert f'{name} against mmseg fast [fold, channels_last] (the stock model' in table
     assert 'Winograd rows: the same count of the direct convolution, an effective rate' in table
-    for kwargs in (dict(precision='bf16'), dict(modes=('train', ))):
-        with pytest.raises(ValueError, match='^winograd: fp32 inference on the CPU only'):
+    for kwargs, here in ((dict(precision='bf16'), "precision='bf16'"),
+                         (dict(modes=('train', )), "modes='train'"),
+                         (dict(fast_precision='bf16', modes=('train', 'infer')),
+                          "precision='bf16'")):
+        with pytest.raises(ValueError) as err:
             run(arch='w18_small_v1', size=(64, 64), winograd=True, progress=lambda m: None,
                 **kwargs)
+        assert str(err.value) == f'winograd: fp32 inference on the CPU only; here {here}'
 
 
 def test_benchmark_tool_refuses_winograd_outside_cpu_fp32_inference(capsys):
@@ -181,10 +185,14 @@ def test_benchmark_tool_refuses_winograd_outside_cpu_fp32_inference(capsys):
     spec = importlib.util.spec_from_file_location('benchmark_tool', path)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    for args in (['--modes', 'train'], ['--precision', 'bf16'], ['--model', 'faster_rcnn']):
+    for args, here in ((['--modes', 'train'], '--modes train'),
+                       (['--precision', 'bf16'], '--precision bf16'),
+                       (['--fast-precision', 'bf16'], '--fast-precision bf16'),
+                       (['--model', 'faster_rcnn'], '--model faster_rcnn'),
+                       (['--modes', 'train', '--precision', 'bf16'],
+                        '--precision bf16, --modes train')):
         with pytest.raises(SystemExit):
             tool.parse_args(['--winograd', *args])
         assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
-            ': error: --winograd: fp32 inference of the backbone on the CPU only '
-            '(--device cpu, --modes infer, --precision fp32)')
+            f': error: --winograd: fp32 inference of the backbone on the CPU only; here {here}')
     assert tool.parse_args(['--winograd', '--device', 'cpu']).winograd

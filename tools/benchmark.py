@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
-                            format_table, run)
+                            format_table, run, winograd_conflicts)
 from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
@@ -82,11 +82,12 @@ def parse_args(argv=None):
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
     check_device(p, args.device)
-    if args.winograd and (torch.device(args.device).type != 'cpu' or 'infer' not in args.modes
-                          or (args.fast_precision or args.precision) != 'fp32'
-                          or args.model != 'backbone'):
-        p.error('--winograd: fp32 inference of the backbone on the CPU only (--device cpu, '
-                '--modes infer, --precision fp32)')
+    wrong = winograd_conflicts(args.device, args.fast_precision or args.precision, args.modes,
+                               args.model)
+    if args.winograd and wrong:
+        flags = dict(precision='--fast-precision' if args.fast_precision else '--precision')
+        p.error('--winograd: fp32 inference of the backbone on the CPU only; here '
+                + ', '.join(f'{flags.get(k, "--" + k)} {v}' for k, v in wrong.items()))
     check_out_file(p, args.out)
     return args
 
