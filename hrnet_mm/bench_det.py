@@ -17,9 +17,9 @@ from typing import Callable, Dict, Optional, Sequence
 import torch
 import torch.nn as nn
 
+from . import compiling
 from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, measure_rows,
                     randomize_weights, snapshot)
-from . import compiling
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ['compile']
+__all__ = ['compile', 'quiet_cuda_runtime_notice']
 
 #: The logger and the start of the message that :class:`_NoCudaRuntimeNotice` drops.
 NOTICE_LOGGER = 'torch.utils.cpp_extension'
