@@ -528,6 +528,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         add_fast_rows(models, 'infer', fast)
         for name in fast_names.values():
             if name in models:
+                if name == fast_names.get('winograd'):
+                    progress(f'checking {name} against {baseline}: its first call compiles the '
+                             'Winograd transforms (about 25 s per map size on 2 cores, seconds '
+                             'once cached)')
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
         _measure_inference(models, **measure)

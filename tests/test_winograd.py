@@ -158,10 +158,14 @@ def test_optimize_for_inference_converts_the_wide_convolutions_only():
 
 def test_benchmark_row_and_its_refusals(eager_transforms):
     from hrnet_mm.bench import format_table, run
+    said = []
     res = run(arch='w18_small_v1', size=(64, 64), modes=('infer', ), repeats=1, warmup=0,
-              memory=False, winograd=True, progress=lambda m: None)
+              memory=False, winograd=True, progress=said.append)
     rows = {r['name']: r for r in res['rows']}
     name = 'hrnet_mm fast [fold, channels_last, winograd]'
+    # the silent minute of compiling is announced
+    assert f'checking {name} against mmseg: its first call compiles the Winograd transforms ' \
+        '(about 25 s per map size on 2 cores, seconds once cached)' in said
     assert rows[name]['infer_img_s'] > 0 and rows[name]['max_abs_diff'] <= 1e-4
     assert res['stock_pairs'][name] == 'mmseg fast [fold, channels_last]'
     table = format_table(res)
