@@ -350,10 +350,13 @@ def test_benchmark_reports_the_first_call_of_compiled_rows():
     assert first['a'] >= 0.2 and median['a'] < 0.1 and len(calls) == 4
     rows = [dict(name='mmseg', first_call_s={'infer': 0.9}),
             dict(name='hrnet_mm fast [channels_last, compile]', first_call_s={'infer': 65.23,
-                                                                              'train': 120.0})]
+                                                                              'train': 120.0}),
+            dict(name='hrnet_mm fast [channels_last, winograd]',
+                 first_call_s={'output check': 24.96, 'infer': 0.5})]
     assert _first_calls(rows) == ['', 'First call, compiling included: hrnet_mm fast '
                                       '[channels_last, compile] infer 65.2 s; hrnet_mm fast '
-                                      '[channels_last, compile] train 120.0 s']
+                                      '[channels_last, compile] train 120.0 s; hrnet_mm fast '
+                                      '[channels_last, winograd] output check 25.0 s']
     assert _first_calls([dict(name='x [compile]')]) == []  # JSON of an earlier run
 
 

@@ -172,6 +172,9 @@ def test_benchmark_row_and_its_refusals(eager_transforms):
     assert f'| {name} | fp32 |' in table
     assert f'{name} against mmseg fast [fold, channels_last] (the stock model' in table
     assert 'Winograd rows: the same count of the direct convolution, an effective rate' in table
+    # its transforms compile in the output check: that is its first call in the table
+    assert rows[name]['first_call_s']['output check'] > 0
+    assert f'First call, compiling included: {name} output check ' in table
     for kwargs, here in ((dict(precision='bf16'), "precision='bf16'"),
                          (dict(modes=('train', )), "modes='train'"),
                          (dict(fast_precision='bf16', modes=('train', 'infer')),
