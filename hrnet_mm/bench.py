@@ -536,9 +536,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                 start = time.perf_counter()
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
-                checked_s = round(time.perf_counter() - start, 3)
                 if winograd_row:  # the table's "First call" line shows what compiling cost
-                    rows[name].first_call_s['output check'] = checked_s
+                    rows[name].first_call_s['output check'] = round(time.perf_counter() - start, 3)
         _measure_inference(models, **measure)
     if 'train' in modes:
         models = {name: copy.deepcopy(m) for name, m in plain.items()}
