@@ -5,6 +5,7 @@ toolkit, and the install runs offline (``PIP_NO_INDEX=1``) against this test env
 that nothing is downloaded and nothing installed is changed.
 """
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +125,8 @@ def test_install_never_uses_the_cpu_wheel_for_a_gpu_build(tmp_path):
     res = _install(tmp_path, FORCE_CUDA='1', TORCH_CUDA_ARCH_LIST='9.0',
                    CUDA_HOME=_fake_toolkit(tmp_path, _torch_cuda()), HRNET_MM_WHEELS=str(wheels))
     out = res.stdout
+    # everything else is installed as pinned; the ops are not what a GPU build needs
+    assert "[install] installing (mmcv 2.1.0's ops do not work as needed here)" in out
     assert '[install] GPU build: mmcv\'s CUDA ops for TORCH_CUDA_ARCH_LIST=9.0' in out
     assert 'from prebuilt wheel' not in out
     assert '[install] building mmcv 2.1.0 with CUDA ops from source' in out
@@ -162,3 +165,9 @@ def test_install_into_the_environment_of_an_interpreter(tmp_path):
     assert 'creating virtual environment' not in res.stdout
     assert f'[install] done: installed for {sys.executable}' in res.stdout
     assert '[install] checking the stack' in res.stdout
+    # installed already: tools/pins.py says so, pip is not run (170 lines of 'Requirement
+    # already satisfied' before)
+    assert re.search(r'^\[install\] already installed: \d+ packages installed as pinned; '
+                     r'mmcv 2\.1\.0 with CPU ops$', res.stdout, re.M), res.stdout
+    assert 'Requirement already satisfied' not in res.stdout
+    assert len(res.stdout.splitlines()) < 25, res.stdout

@@ -8,7 +8,8 @@
 #   bash tools/install.sh /opt/env   # into an existing environment: its torch is kept
 #   bash tools/install.sh /usr/bin/python3   # into that interpreter's environment, alike
 #
-# Re-running is cheap: every step is skipped when what it installs is already there.
+# Re-running is cheap: when everything is installed as pinned (tools/pins.py), nothing is
+# installed, and the stack is only checked (seconds).
 # On a machine where torch sees a GPU, mmcv is built with its CUDA ops for that GPU (nvcc of
 # torch's CUDA version is needed; FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 builds them without one).
 # Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt CPU wheels, default
@@ -69,10 +70,40 @@ else
 fi
 # Every install is held to the exact versions the test suite passed with.
 PIP=("$PY" -m pip install --disable-pip-version-check -c "$CONSTRAINTS")
-
 # torch 2.14 needs setuptools >= 77; mmcv's setup.py and mim need pkg_resources (< 81).
+BUILD_TOOLS=("setuptools>=77,<81" wheel "cython>=3" numpy ninja)
+# mmcv's dependencies, so that the mmcv install itself can be --no-deps.
+MMCV_DEPS=(addict packaging pyyaml yapf)
+MMPOSE=mmpose==1.3.2
+OPENMIM=openmim==0.3.9
+
+# mmcv's version, its compiled ops (RoIAlign, nms: mmdet needs them) and, for a GPU build,
+# those ops run on CUDA tensors.
+have_mmcv_ops() { "$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>/dev/null; }
+
+# Everything below installed as pinned already (tools/pins.py: each package and its needs at
+# the pinned version, hrnet_mm editable from here), mmcv's ops working as this machine needs
+# them, xtcocotools importing. Sets DONE to what was checked, or (status 1) to the first
+# thing missing. pip takes half a minute to find the same, in 170 lines of "Requirement
+# already satisfied".
+already_installed() {
+  DONE=$("$PY" "$ROOT/tools/pins.py" "$CONSTRAINTS" "${RUNTIME_DEPS[@]}" "$RUNTIME" \
+    "$ROOT/requirements/cls.txt" "$ROOT/requirements/mim.txt" "$ROOT/requirements/tests.txt" \
+    "${BUILD_TOOLS[@]}" "${MMCV_DEPS[@]}" "xtcocotools==$XTCOCOTOOLS_VERSION" \
+    --no-deps "mmcv==$MMCV_VERSION" --no-deps "$MMPOSE" --no-deps "$OPENMIM" \
+    --editable "hrnet_mm=$ROOT" 2>&1) || { DONE=${DONE##*$'\n'}; return 1; }
+  # torch is as pinned, so the plan is final: an error (no nvcc for a GPU) stops here.
+  PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
+  eval "$PLAN"
+  export MMCV_CUDA
+  OPS=$(have_mmcv_ops) || { DONE="mmcv $MMCV_VERSION's ops do not work as needed here"; return 1; }
+  "$PY" -c "import xtcocotools.mask" 2>/dev/null || { DONE="xtcocotools does not import"; return 1; }
+  DONE="$DONE; $OPS"
+}
+
+install_stack() {
 step "build tools"
-"${PIP[@]}" -q "${UPGRADE_PIP[@]}" "setuptools>=77,<81" wheel "cython>=3" numpy ninja
+"${PIP[@]}" -q "${UPGRADE_PIP[@]}" "${BUILD_TOOLS[@]}"
 
 step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
 "${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
@@ -86,12 +117,7 @@ if [ "$MMCV_CUDA" = 1 ]; then
   step "GPU build: mmcv's CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc (CUDA $MMCV_CUDA_RELEASE)"
 fi
 
-# mmcv's dependencies, so that the mmcv install itself can be --no-deps.
-"${PIP[@]}" -q addict packaging pyyaml yapf
-
-# mmcv's version, its compiled ops (RoIAlign, nms: mmdet needs them) and, for a GPU build,
-# those ops run on CUDA tensors.
-have_mmcv_ops() { "$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>/dev/null; }
+"${PIP[@]}" -q "${MMCV_DEPS[@]}"
 
 # mmcv from its source package, with the ops the plan chose (CPU, or CUDA for the GPUs).
 build_mmcv_from_source() {
@@ -157,18 +183,26 @@ fi
 
 # mmpose declares chumpy, which does not install; its real needs are in runtime.txt.
 step "mmpose (without chumpy)"
-"${PIP[@]}" --no-deps "mmpose==1.3.2"
+"${PIP[@]}" --no-deps "$MMPOSE"
 
 step "mmpretrain (classification; requirements/cls.txt)"
 "${PIP[@]}" -r "$ROOT/requirements/cls.txt"
 
 step "openmim (mim train / mim test), without openxlab"
 "${PIP[@]}" -r "$ROOT/requirements/mim.txt"
-"${PIP[@]}" --no-deps "openmim==0.3.9"
+"${PIP[@]}" --no-deps "$OPENMIM"
 
 step "hrnet_mm (editable) and the test tools"
 "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+}
+
+if already_installed; then
+  step "already installed: $DONE"
+else
+  step "installing ($DONE)"
+  install_stack
+fi
 
 step "checking the stack"
 "$PY" - <<'PYEOF'
