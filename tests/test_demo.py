@@ -98,7 +98,7 @@ def test_train_and_test_tools(demo_dir, tmp_path):
     # mmengine's set-up dump (environment, config, hooks) is in the log file, named in a line
     console = train.stdout + train.stderr
     assert 'System environment' not in console and 'Hooks will be executed' not in console
-    log = console.split('set-up (environment, config, hook order) and ')[1].split(': ')[1]
+    log = console.split('set-up (environment, config, hook order)')[1].split(': ')[1]
     assert 'System environment' in Path(log.split(' (--verbose')[0]).read_text()
     out = tmp_path / 'metrics.json'
     test = subprocess.run(
@@ -111,7 +111,7 @@ def test_train_and_test_tools(demo_dir, tmp_path):
     console = test.stdout + test.stderr
     assert 'Average Precision' not in console and 'loading annotations' not in console
     assert 'pkg_resources' not in console and 'coco/AP: ' in console
-    log = console.split('evaluation output and ')[1].split(': ')[1].split(' (--verbose')[0]
+    log = console.split('evaluation output')[1].split(': ')[1].split(' (--verbose')[0]
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in Path(log).read_text()
     verbose = subprocess.run(
         [sys.executable, str(ROOT / 'tools/test.py'), str(DEMOS['pose']), str(work / 'iter_4.pth'),

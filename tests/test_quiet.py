@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hrnet_mm.engine.quiet import build_runner, capture_into_file, prints_into_log
+from hrnet_mm.engine.quiet import build_runner, capture_into_file, moved_line, prints_into_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +69,7 @@ def test_prints_into_log_uses_the_loggers_file_and_verbose_keeps_the_console(tmp
     assert 'Average Precision' in text and 'deprecated soon' in text
     out = capsys.readouterr()
     assert 'Average Precision' not in out.out and out.out == 'shown\n'
-    assert out.err == (f'evaluation output and 1 third-party warnings: {tmp_path}/runner.log '
+    assert out.err == (f'evaluation output and 1 third-party warning: {tmp_path}/runner.log '
                        '(--verbose prints them)\n')
 
 
@@ -116,15 +116,29 @@ def test_library_deprecation_notices_go_to_the_log_file_only(tmp_path):
         logger.warning('"HardDiskBackend" is the alias of "LocalBackend" and the former will be '
                        'deprecated in future.')
         logger.warning('the checkpoint has no key "meta"')
+        # mmengine's own words when mmseg's IoUMetric is built (every segmentation run)
+        logger.warning('The prefix is not set in metric class IoUMetric.')
     logger.warning('"FileClient" will be deprecated in future.')  # outside: as before
     for h in logger.handlers:
         h.flush()
     shown = stream.getvalue()
     assert 'FileClient' in shown and shown.count('FileClient') == 1  # only the one outside
     assert 'HardDiskBackend' not in shown and 'the checkpoint has no key "meta"' in shown
-    assert sink.warnings == 2
+    assert 'IoUMetric' not in shown
+    assert sink.warnings == 3
     logged = (tmp_path / 'r.log').read_text()
     assert 'HardDiskBackend' in logged and logged.count('FileClient') == 2
+    assert 'The prefix is not set in metric class IoUMetric.' in logged
+
+
+def test_the_line_naming_the_log_file_counts_warnings_in_words():
+    assert moved_line('evaluation output', 0, 'w/r.log') == \
+        'evaluation output: w/r.log (--verbose prints them)'
+    assert moved_line('evaluation output', 1, 'w/r.log') == \
+        'evaluation output and 1 third-party warning: w/r.log (--verbose prints them)'
+    assert moved_line('set-up (environment, config, hook order)', 2, 'w/r.log') == \
+        'set-up (environment, config, hook order) and 2 third-party warnings: w/r.log ' \
+        '(--verbose prints them)'
 
 
 def test_pretrained_loading_outside_a_runner_prints_one_line(tmp_path):

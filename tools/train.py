@@ -13,7 +13,7 @@ import sys
 from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401  registers HRNetV2 and allows mmengine's checkpoint types
-from hrnet_mm.data import apply_data_root, check_data, data_root_option
+from hrnet_mm.data import apply_data_root, check_data, data_root_option, prepare_demo_data
 from hrnet_mm.engine.cli import CfgOptions, add_debug_flag, check_work_dir, run_tool
 from hrnet_mm.engine.quiet import build_runner, prints_into_log, verbose_option
 from hrnet_mm.engine.run_config import load_run_config
@@ -56,6 +56,8 @@ def build_cfg(args) -> Config:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = build_cfg(args)
+    for line in prepare_demo_data(cfg):  # a demo config on a fresh clone
+        print(line, flush=True)
     # one line now for a broken dataset or checkpoint, not a traceback minutes into the run
     for warning in check_data(cfg, ('train', 'val')):
         print(f'warning: {warning}', file=sys.stderr)

@@ -53,7 +53,9 @@ def _find(root: str, rel: str) -> str:
                        'embedded dataset\'s, COCO\'s and mmseg\'s; see hrnet_mm/data/roots.py)')
 
 
-def _loaders(cfg) -> Iterator[Tuple[str, Mapping]]:
+def split_datasets(cfg) -> Iterator[Tuple[str, Mapping]]:
+    """``(split, dataset config)`` of every dataset with a ``data_root`` that the config's
+    train, val and test loaders read (wrapped ones included)."""
     for split in ('train', 'val', 'test'):
         loader = cfg.get(f'{split}_dataloader')
         if loader:
@@ -92,7 +94,7 @@ def use_data_root(cfg, root: str) -> str:
     if _is_cls(cfg):
         return _use_cls_root(cfg, root)
     found, classes, old_roots = [], None, set()
-    for split, ds in _loaders(cfg):
+    for split, ds in split_datasets(cfg):
         old_roots.add(ds['data_root'])
         ds['data_root'] = root
         if ds.get('ann_file'):
@@ -119,7 +121,7 @@ def use_data_root(cfg, root: str) -> str:
         with open(osp.join(root, 'classes.txt')) as f:
             classes = tuple(line.strip() for line in f if line.strip())
     if classes is not None:
-        for _, ds in _loaders(cfg):
+        for _, ds in split_datasets(cfg):
             ds['metainfo'] = dict(classes=classes)
         _set_num_classes(cfg.model, len(classes),
                          ('bbox_head', 'decode_head', 'auxiliary_head'))
@@ -128,7 +130,7 @@ def use_data_root(cfg, root: str) -> str:
 
 
 def _is_cls(cfg) -> bool:
-    return any(ds.get('type') == 'CustomDataset' for _, ds in _loaders(cfg))
+    return any(ds.get('type') == 'CustomDataset' for _, ds in split_datasets(cfg))
 
 
 def _use_cls_root(cfg, root: str) -> str:
@@ -144,7 +146,7 @@ def _use_cls_root(cfg, root: str) -> str:
                                if d.is_dir()))
         if not classes:
             raise DatasetError(f'{root}/train: no class folders in it')
-    for split, ds in _loaders(cfg):
+    for split, ds in split_datasets(cfg):
         ds['data_root'] = root
         if not embedded:
             ds['ann_file'] = ''  # CustomDataset then reads the class folders
@@ -168,7 +170,7 @@ def _is_pose(cfg) -> bool:
 
 
 def _check_keypoints(root: str, cfg) -> None:
-    for _, ds in _loaders(cfg):
+    for _, ds in split_datasets(cfg):
         path = osp.join(root, ds['ann_file'])
         with open(path) as f:
             cats = json.load(f).get('categories') or [{}]

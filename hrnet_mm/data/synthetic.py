@@ -20,14 +20,19 @@ Example:
     >>> summary['train']['persons'] > 0
     True
 """
+import glob
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Tuple
+import shutil
+import time
+from typing import Dict, List, Mapping, Tuple
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
+
+from .roots import split_datasets
 
 CLASSES = ('person', 'box', 'disc')
 SEG_CLASSES = ('background', ) + CLASSES
@@ -187,3 +192,70 @@ def generate(root: str = 'data/hrnet_mm_demo', num_train: int = 48, num_val: int
     """Write the dataset under ``root`` (deterministic for a seed); returns counts per split."""
     return dict(train=_split(root, 'train', num_train, size, seed),
                 val=_split(root, 'val', num_val, size, seed + 1))
+
+
+#: Where the demo configs (``configs/_demo_/*_data.py``) read the dataset, relative to the
+#: working directory.
+DEMO_ROOT = 'data/hrnet_mm_demo'
+
+
+def ensure_generated(root: str = DEMO_ROOT) -> Dict[str, Dict[str, int]]:
+    """Generate the dataset in ``root`` unless that folder exists; returns :func:`generate`'s
+    counts, or ``{}`` when it was there.
+
+    It is written into a folder beside ``root`` and renamed into place, so a run killed while
+    writing leaves no partial dataset behind, and processes that start together (distributed
+    training) all find a complete one: the data is the same whichever of them wrote it.
+
+    Example:
+        >>> ensure_generated('data/hrnet_mm_demo')['val']['images']   # not there yet
+        16
+        >>> ensure_generated('data/hrnet_mm_demo')                     # there: nothing to do
+        {}
+    """
+    if osp.exists(root):
+        return {}
+    for stale in glob.glob(f'{osp.normpath(root)}.partial-*'):  # left by a killed run
+        if not _running(stale.rsplit('-', 1)[-1]):
+            shutil.rmtree(stale, ignore_errors=True)
+    partial = f'{osp.normpath(root)}.partial-{os.getpid()}'
+    counts = generate(partial)
+    try:
+        os.rename(partial, root)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not osp.isdir(root):
+            raise
+        return {}  # another process was first
+    return counts
+
+
+def _running(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def prepare_demo_data(cfg: Mapping) -> List[str]:
+    """Generate the embedded dataset (:func:`ensure_generated`) where a config's datasets read
+    it (``data_root`` :data:`DEMO_ROOT`) and it is not there yet, as the demo configs need on
+    a fresh clone; one line for each generated, for the console.
+
+    Example:
+        >>> prepare_demo_data(Config.fromfile('configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'))
+        ['data/hrnet_mm_demo was not there: generated the embedded dataset (48 train and 16 val images, 1.2 s)']
+    """
+    lines = []
+    roots = {osp.normpath(ds['data_root']) for _, ds in split_datasets(cfg) if ds.get('data_root')}
+    if osp.normpath(DEMO_ROOT) in roots:
+        start = time.time()
+        counts = ensure_generated(DEMO_ROOT)
+        if counts:
+            lines.append(f'{DEMO_ROOT} was not there: generated the embedded dataset '
+                         f'({counts["train"]["images"]} train and {counts["val"]["images"]} val '
+                         f'images, {time.time() - start:.1f} s)')
+    return lines

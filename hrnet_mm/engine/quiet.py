@@ -18,7 +18,7 @@ Example:
     >>> runner = build_runner(cfg)  # set-up and 2 third-party warnings: work_dirs/...log
     >>> with prints_into_log(runner.logger) as sink:
     ...     runner.test()
-    >>> sink.report()   # evaluation output and 1 third-party warnings: work_dirs/...log
+    >>> sink.report()   # evaluation output and 1 third-party warning: work_dirs/...log
 """
 import contextlib
 import io
@@ -57,8 +57,20 @@ class LogSink(io.TextIOBase):
     def report(self) -> None:
         """One stderr line saying where the output went (nothing when it was not moved)."""
         if self.path:
-            print(f'evaluation output and {self.warnings} third-party warnings: {self.path} '
-                  '(--verbose prints them)', file=sys.stderr)
+            print(moved_line('evaluation output', self.warnings, self.path), file=sys.stderr)
+
+
+def moved_line(what: str, warnings_: int, path: str) -> str:
+    """The console line naming the log file that ``what`` and ``warnings_`` third-party
+    warnings went to.
+
+    Example:
+        >>> moved_line('evaluation output', 1, 'work_dirs/run.log')
+        'evaluation output and 1 third-party warning: work_dirs/run.log (--verbose prints them)'
+    """
+    if warnings_:
+        what += f' and {warnings_} third-party warning' + ('s' if warnings_ > 1 else '')
+    return f'{what}: {path} (--verbose prints them)'
 
 
 def _is_own(filename: str) -> bool:
@@ -96,10 +108,12 @@ def verbose_option(parser) -> None:
                              'default they go to the run\'s log file)')
 
 
-#: mmengine log lines that announce deprecations inside the libraries' own code (mmpretrain's
-#: datasets read files through FileClient): nothing a user can act on, so, like third-party
-#: warnings, they go to the log file only.
-LIBRARY_NOTICES = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias of')
+#: mmengine log lines about the libraries' own code, nothing a user can act on: deprecations
+#: (mmpretrain's datasets read files through FileClient), and mmseg's ``IoUMetric``, which has
+#: no default prefix for its metric names (mmseg's own ``mIoU`` ...). Like third-party warnings,
+#: they go to the log file only.
+LIBRARY_NOTICES = ('"FileClient" will be deprecated', '"HardDiskBackend" is the alias of',
+                   'The prefix is not set in metric class IoUMetric')
 
 
 class _NoticesOffConsole(logging.Filter):
@@ -243,8 +257,8 @@ def build_runner(cfg, verbose: bool = False):
     if not sink.path:  # nowhere else to read them
         console.out.write(''.join(console.held))
     elif console.held or sink.warnings:
-        print(f'set-up (environment, config, hook order) and {sink.warnings} third-party '
-              f'warnings: {sink.path} (--verbose prints them)', file=sys.stderr)
+        print(moved_line('set-up (environment, config, hook order)', sink.warnings, sink.path),
+              file=sys.stderr)
     return runner
 
 

@@ -39,12 +39,14 @@ def build_test_runner(config: str, checkpoint: str, cfg_options: Optional[dict] 
     """
     import sys
 
-    from ..data import apply_data_root, check_data
+    from ..data import apply_data_root, check_data, prepare_demo_data
     from ..weights import load_checkpoint_file
     from .quiet import build_runner
     load_checkpoint_file(checkpoint)
     cfg = load_run_config(config, cfg_options, launcher, work_dir)
     apply_data_root(cfg, data_root)
+    for line in prepare_demo_data(cfg):  # a demo config on a fresh clone
+        print(line, flush=True)
     for warning in check_data(cfg, ('test', )):
         print(f'warning: {warning}', file=sys.stderr)
     cfg.load_from = checkpoint
