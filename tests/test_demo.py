@@ -86,6 +86,15 @@ def test_two_process_distributed_training_agrees_on_weights(demo_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = [(tmp_path / f'work/weights_rank{r}.sha256').read_text() for r in (0, 1)]
     assert digests[0] == digests[1] and len(digests[0].strip()) == 64
+    # a console as quiet as one process's: rank 1's copies of the third-party warnings (and
+    # torchrun's thread-count banner) are not on it; they are in rank 1's own log file
+    console = proc.stdout + proc.stderr
+    assert 'Warning' not in console and 'OMP_NUM_THREADS' not in console, console
+    assert console.count('set-up (environment, config, hook order)') == 1
+    assert console.count('evaluation output') == 1
+    rank1 = list((tmp_path / 'work').glob('*/*_rank1.log'))
+    assert len(rank1) == 1 and "UserWarning: ``build_loss`` would be deprecated" in \
+        rank1[0].read_text()
 
 
 def test_train_and_test_tools(demo_dir, tmp_path):

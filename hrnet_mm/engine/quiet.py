@@ -55,9 +55,15 @@ class LogSink(io.TextIOBase):
             stream.flush()
 
     def report(self) -> None:
-        """One stderr line saying where the output went (nothing when it was not moved)."""
-        if self.path:
+        """One stderr line saying where the output went (nothing when it was not moved, and
+        nothing from the other ranks of a distributed run: rank 0's line says it)."""
+        if self.path and _rank() == 0:
             print(moved_line('evaluation output', self.warnings, self.path), file=sys.stderr)
+
+
+def _rank() -> int:
+    from mmengine.dist import get_rank
+    return get_rank()
 
 
 def moved_line(what: str, warnings_: int, path: str) -> str:
@@ -245,6 +251,7 @@ def build_runner(cfg, verbose: bool = False):
     finally:
         for _, handler in _handlers_on(console):
             handler.setStream(console.out)  # mmengine's console handler: the real console again
+    _log_file_of_this_rank(runner)
     sink = _file_sink(runner.logger)
     for w in caught:
         if sink.path and not _is_own(w.filename):
@@ -256,10 +263,28 @@ def build_runner(cfg, verbose: bool = False):
     sink.flush()
     if not sink.path:  # nowhere else to read them
         console.out.write(''.join(console.held))
-    elif console.held or sink.warnings:
+    elif (console.held or sink.warnings) and runner.rank == 0:
         print(moved_line('set-up (environment, config, hook order)', sink.warnings, sink.path),
               file=sys.stderr)
     return runner
+
+
+def _log_file_of_this_rank(runner) -> None:
+    """A log file for each rank after the first of a distributed run.
+
+    mmengine writes one for rank 0 only, and keeps the other ranks' consoles to errors; the
+    set-up output and third-party warnings that their processes raise too (the same ones, as
+    many times as there are ranks) then go to ``{timestamp}_rank{r}.log`` beside rank 0's
+    rather than to the console, which stays as mmengine keeps it: errors only.
+    """
+    if runner.rank == 0 or any(isinstance(h, logging.FileHandler)
+                               for h in runner.logger.handlers):
+        return
+    from mmengine.logging.logger import MMFormatter
+    handler = logging.FileHandler(
+        osp.join(runner.log_dir, f'{runner.timestamp}_rank{runner.rank}.log'), 'a')
+    handler.setFormatter(MMFormatter(color=False, datefmt='%Y/%m/%d %H:%M:%S'))
+    runner.logger.addHandler(handler)
 
 
 def _handlers_on(stream: IO[str]) -> Iterator[tuple]:
