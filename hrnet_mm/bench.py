@@ -732,20 +732,25 @@ def format_table(results: dict) -> str:
     if results.get('partial'):
         head += (f"Cut short: measured up to \"{results['partial']}\"; speeds are medians of "
                  'the repeats done, empty cells were not reached.\n\n')
-    lines = ['| model | precision | infer img/s | x | infer peak MiB | x | train img/s | x | '
-             'train peak MiB | x | max abs diff | infer GFLOP/s (% of peak) | '
-             'train GFLOP/s (% of peak) |', '|' + '---|' * 13]
+    header = ['model', 'precision', 'infer img/s', 'x', 'infer peak MiB', 'x', 'train img/s',
+              'x', 'train peak MiB', 'x', 'max abs diff', 'infer GFLOP/s (% of peak)',
+              'train GFLOP/s (% of peak)']
+    cells = []
     for r in rows:
         prec = r.get('precision') or results['precision']
-        lines.append(
-            f"| {r['name']} | {prec} | "
-            f"{num(r['infer_img_s'])} | {ratio(r, 'infer_img_s')} | "
-            f"{num(r['infer_peak_mib'], '.0f')} | {ratio(r, 'infer_peak_mib')} | "
-            f"{num(r['train_img_s'])} | "
-            f"{ratio(r, 'train_img_s')} | {num(r['train_peak_mib'], '.0f')} | "
-            f"{ratio(r, 'train_peak_mib')} | "
-            f"{'' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e')} | "
-            f"{achieved(results, r, 'infer', prec)} | {achieved(results, r, 'train', prec)} |")
+        cells.append([
+            r['name'], prec, num(r['infer_img_s']), ratio(r, 'infer_img_s'),
+            num(r['infer_peak_mib'], '.0f'), ratio(r, 'infer_peak_mib'), num(r['train_img_s']),
+            ratio(r, 'train_img_s'), num(r['train_peak_mib'], '.0f'),
+            ratio(r, 'train_peak_mib'),
+            '' if r['max_abs_diff'] is None else format(r['max_abs_diff'], '.1e'),
+            achieved(results, r, 'infer', prec), achieved(results, r, 'train', prec)])
+    # columns of what was not measured (a mode not run, --no-memory) are left out, not empty;
+    # a column cut short by an interrupted run stays, its empty cells are "not reached"
+    keep = [i for i in range(len(header))
+            if i < 2 or any(c[i] for c in cells) or results.get('partial')]
+    lines = ['| ' + ' | '.join(header[i] for i in keep) + ' |', '|' + '---|' * len(keep)]
+    lines += ['| ' + ' | '.join(c[i] for i in keep) + ' |' for c in cells]
     if 'fold' in (results.get('fast') or ()) and any(r['train_img_s'] for r in rows):
         lines += ['', 'fold (conv + BN folding) applies to inference: the training columns of '
                   'the rows named with it are measured without it.']
