@@ -1,5 +1,6 @@
 """Fast paths keep the outputs of the plain model within their stated tolerances."""
 import copy
+import re
 
 import pytest
 import torch
@@ -315,6 +316,33 @@ def test_a_benchmark_stopped_early_keeps_its_finished_rounds(tmp_path, signal_na
     if signal_name == 'SIGINT':
         assert proc.returncode == 130 and stderr.splitlines()[-1] == 'interrupted'
         assert format_table(results) in stdout and f'written so far: {out}' in stdout
+
+
+def test_benchmark_progress_is_one_line_rewritten_on_a_terminal_and_a_log_elsewhere():
+    import importlib.util
+    import io
+    import os
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                       'tools/benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    for stream in (io.StringIO(), Terminal()):
+        progress = tool.progress_printer(stream, start=0.0)
+        progress('warm-up 1/1: mmseg')
+        progress('repeat 1/3: mmseg')
+        progress.done()
+        progress.done()  # a second call (Ctrl-C after the end) adds nothing
+        text = stream.getvalue()
+        assert re.fullmatch(r'(\r\x1b\[K)?\[benchmark +\d+\.\ds\] warm-up 1/1: mmseg(\n|\r\x1b\[K)'
+                            r'\[benchmark +\d+\.\ds\] repeat 1/3: mmseg\n', text), repr(text)
+        # a log keeps every step on its own line; a terminal rewrites one
+        assert text.count('\n') == (1 if isinstance(stream, Terminal) else 2)
 
 
 def test_profile_keeps_the_profilers_own_lines_off_the_console(capfd):

@@ -105,6 +105,38 @@ def check_device(parser: argparse.ArgumentParser, device: str) -> None:
         parser.error(f'--device {device}: torch sees {torch.cuda.device_count()} GPU(s)')
 
 
+def progress_printer(stream, start: float) -> Callable[[str], None]:
+    """The benchmark's progress: each step as a line with the seconds since ``start`` (a log,
+    or a run cut short by a time limit, shows where the time went); on a terminal, one line
+    rewritten in place, ended by ``.done()``.
+
+    Example:
+        >>> progress = progress_printer(sys.stderr, time.perf_counter())
+        >>> progress('warm-up 1/1: mmseg')   # [benchmark    0.0s] warm-up 1/1: mmseg
+        >>> progress.done()
+    """
+    tty = stream.isatty()
+    state = {'open': False}
+
+    def progress(msg: str) -> None:
+        line = f'[benchmark {time.perf_counter() - start:6.1f}s] {msg}'
+        if tty:
+            stream.write('\r\x1b[K' + line)  # back to the line's start, cleared
+            state['open'] = True
+        else:
+            stream.write(line + '\n')
+        stream.flush()
+
+    def done() -> None:
+        if state['open']:
+            stream.write('\n')
+            stream.flush()
+            state['open'] = False
+
+    progress.done = done
+    return progress
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
@@ -112,10 +144,7 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     start = time.perf_counter()
 
-    def progress(msg: str) -> None:
-        # seconds since the start: a run cut short (a time limit) still shows where time went
-        print(f'[benchmark {time.perf_counter() - start:6.1f}s] {msg}', file=sys.stderr,
-              flush=True)
+    progress = progress_printer(sys.stderr, start)
 
     saved = []
 
@@ -128,10 +157,12 @@ def main(argv=None) -> int:
     try:
         results = measure(args, progress, save)
     except KeyboardInterrupt:  # Ctrl-C: show what was measured by then
+        progress.done()
         if saved and 'rows' in saved[0]:
             print(format_table(saved[0]))
             print(f'\nwritten so far: {args.out}')
         raise
+    progress.done()
     if args.model != 'conv_widths':
         print(format_table(results))
     save(results)
