@@ -42,6 +42,18 @@ def test_generated_once_and_never_partial(tmp_path):
     assert _digest(root) == digest
 
 
+def test_an_incomplete_copy_is_replaced(tmp_path):
+    """A copy from before the classification split (no cls/), or one an older version wrote
+    in place and was killed while writing."""
+    root = tmp_path / 'data/demo'
+    ensure_generated(str(root))
+    digest = _digest(root)
+    (root / 'cls/val.txt').unlink()
+    (root / 'stale.txt').write_text('from an older copy')
+    assert ensure_generated(str(root))['val']['images'] == 16
+    assert _digest(root) == digest and os.listdir(tmp_path / 'data') == ['demo']
+
+
 def test_a_run_killed_while_generating_leaves_no_dataset_and_its_leftovers_go(tmp_path):
     root = tmp_path / 'data/demo'
     proc = subprocess.Popen([sys.executable, '-c', GENERATE, str(root)])
@@ -82,7 +94,7 @@ def test_prepare_generates_only_where_a_config_reads_the_demo_root(tmp_path, mon
     assert prepare_demo_data(elsewhere) == [] and not (tmp_path / 'data').exists()
     lines = prepare_demo_data(Config.fromfile(str(SEG)))
     assert len(lines) == 1 and lines[0].startswith(
-        f'{DEMO_ROOT} was not there: generated the embedded dataset (48 train and 16 val '
+        f'{DEMO_ROOT}: generated the embedded dataset (48 train and 16 val '
         'images, ')
     assert _complete(tmp_path / DEMO_ROOT)
     assert prepare_demo_data(Config.fromfile(str(SEG))) == []
@@ -96,7 +108,7 @@ def test_train_tool_on_a_fresh_clone_generates_the_demo_data(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.splitlines()[0].startswith(
-        'data/hrnet_mm_demo was not there: generated the embedded dataset (48 train and 16 '
+        'data/hrnet_mm_demo: generated the embedded dataset (48 train and 16 '
         'val images, ')
     assert (tmp_path / 'work/iter_1.pth').is_file() and _complete(tmp_path / DEMO_ROOT)
     # the seg run's console: mmseg's IoUMetric notice is in the log file only

@@ -38,7 +38,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
-from hrnet_mm.data import generate, use_data_root
+from hrnet_mm.data import prepare_demo_data, use_data_root
 from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_work_dir, int_at_least,
                                   run_tool)
@@ -380,11 +380,9 @@ def main(argv=None) -> int:
     console = sys.stderr  # the progress bars' terminal, before any run redirects the streams
     os.makedirs(args.work_dir, exist_ok=True)
     start = time.time()
-    data = 'data/hrnet_mm_demo'
-    # (the last file each of its parts writes: an older copy may lack the classification one)
-    if not args.data_root and not all(osp.exists(osp.join(data, f)) for f in (
-            'annotations/person_keypoints_val.json', 'cls/val.txt')):
-        print(f'generating the embedded dataset in {data}: {generate(data)}', flush=True)
+    if not args.data_root:
+        for line in prepare_demo_data():
+            print(line, flush=True)
     tasks = study(args.ablation)
     for task in list(args.tasks):
         lib = OPTIONAL.get(task)

@@ -26,7 +26,7 @@ import os
 import os.path as osp
 import shutil
 import time
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -199,13 +199,24 @@ def generate(root: str = 'data/hrnet_mm_demo', num_train: int = 48, num_val: int
 DEMO_ROOT = 'data/hrnet_mm_demo'
 
 
+#: The last file each part of :func:`generate` writes: where they are, the dataset is whole
+#: (a copy from before the classification split lacks ``cls/val.txt``).
+LAST_FILES = ('annotations/person_keypoints_val.json', 'cls/val.txt')
+
+
+def is_complete(root: str) -> bool:
+    """Whether ``root`` holds a whole dataset written by this version (:data:`LAST_FILES`)."""
+    return all(osp.isfile(osp.join(root, f)) for f in LAST_FILES)
+
+
 def ensure_generated(root: str = DEMO_ROOT) -> Dict[str, Dict[str, int]]:
-    """Generate the dataset in ``root`` unless that folder exists; returns :func:`generate`'s
-    counts, or ``{}`` when it was there.
+    """Generate the dataset in ``root`` unless a complete one is there; returns
+    :func:`generate`'s counts, or ``{}`` when it was there.
 
     It is written into a folder beside ``root`` and renamed into place, so a run killed while
     writing leaves no partial dataset behind, and processes that start together (distributed
-    training) all find a complete one: the data is the same whichever of them wrote it.
+    training) all find a complete one: the data is the same whichever of them wrote it. An
+    incomplete copy (an older version's, or one killed while written in place) is replaced.
 
     Example:
         >>> ensure_generated('data/hrnet_mm_demo')['val']['images']   # not there yet
@@ -213,18 +224,26 @@ def ensure_generated(root: str = DEMO_ROOT) -> Dict[str, Dict[str, int]]:
         >>> ensure_generated('data/hrnet_mm_demo')                     # there: nothing to do
         {}
     """
-    if osp.exists(root):
+    if is_complete(root):
         return {}
-    for stale in glob.glob(f'{osp.normpath(root)}.partial-*'):  # left by a killed run
-        if not _running(stale.rsplit('-', 1)[-1]):
+    root = osp.normpath(root)
+    for stale in glob.glob(f'{root}.partial-*') + glob.glob(f'{root}.incomplete-*'):
+        if not _running(stale.rsplit('-', 1)[-1]):  # left by a killed run
             shutil.rmtree(stale, ignore_errors=True)
-    partial = f'{osp.normpath(root)}.partial-{os.getpid()}'
+    partial = f'{root}.partial-{os.getpid()}'
     counts = generate(partial)
+    if osp.exists(root) and not is_complete(root):
+        aside = f'{root}.incomplete-{os.getpid()}'
+        try:
+            os.rename(root, aside)
+        except OSError:
+            pass  # another process moved it first
+        shutil.rmtree(aside, ignore_errors=True)
     try:
         os.rename(partial, root)
     except OSError:
         shutil.rmtree(partial, ignore_errors=True)
-        if not osp.isdir(root):
+        if not is_complete(root):
             raise
         return {}  # another process was first
     return counts
@@ -240,22 +259,22 @@ def _running(pid: str) -> bool:
     return True
 
 
-def prepare_demo_data(cfg: Mapping) -> List[str]:
-    """Generate the embedded dataset (:func:`ensure_generated`) where a config's datasets read
-    it (``data_root`` :data:`DEMO_ROOT`) and it is not there yet, as the demo configs need on
-    a fresh clone; one line for each generated, for the console.
+def prepare_demo_data(cfg: Optional[Mapping] = None) -> List[str]:
+    """Generate the embedded dataset in :data:`DEMO_ROOT` (:func:`ensure_generated`) where a
+    config's datasets read it (``data_root``; with no config, in any case) and a complete one
+    is not there yet, as the demo configs need on a fresh clone; a line for the console when
+    it was generated.
 
     Example:
         >>> prepare_demo_data(Config.fromfile('configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'))
-        ['data/hrnet_mm_demo was not there: generated the embedded dataset (48 train and 16 val images, 1.2 s)']
+        ['data/hrnet_mm_demo: generated the embedded dataset (48 train and 16 val images, 1.2 s)']
     """
-    lines = []
-    roots = {osp.normpath(ds['data_root']) for _, ds in split_datasets(cfg) if ds.get('data_root')}
-    if osp.normpath(DEMO_ROOT) in roots:
-        start = time.time()
-        counts = ensure_generated(DEMO_ROOT)
-        if counts:
-            lines.append(f'{DEMO_ROOT} was not there: generated the embedded dataset '
-                         f'({counts["train"]["images"]} train and {counts["val"]["images"]} val '
-                         f'images, {time.time() - start:.1f} s)')
-    return lines
+    if cfg is not None and osp.normpath(DEMO_ROOT) not in {
+            osp.normpath(ds['data_root']) for _, ds in split_datasets(cfg) if ds.get('data_root')}:
+        return []
+    start = time.time()
+    counts = ensure_generated(DEMO_ROOT)
+    if not counts:
+        return []
+    return [f'{DEMO_ROOT}: generated the embedded dataset ({counts["train"]["images"]} train and '
+            f'{counts["val"]["images"]} val images, {time.time() - start:.1f} s)']
