@@ -126,7 +126,7 @@ def test_install_never_uses_the_cpu_wheel_for_a_gpu_build(tmp_path):
                    CUDA_HOME=_fake_toolkit(tmp_path, _torch_cuda()), HRNET_MM_WHEELS=str(wheels))
     out = res.stdout
     # everything else is installed as pinned; the ops are not what a GPU build needs
-    assert "[install] installing (mmcv 2.1.0's ops do not work as needed here)" in out
+    assert "[install] installing: mmcv 2.1.0's ops do not work as needed here" in out
     assert '[install] GPU build: mmcv\'s CUDA ops for TORCH_CUDA_ARCH_LIST=9.0' in out
     assert 'from prebuilt wheel' not in out
     assert '[install] building mmcv 2.1.0 with CUDA ops from source' in out

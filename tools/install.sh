@@ -200,7 +200,7 @@ step "hrnet_mm (editable) and the test tools"
 if already_installed; then
   step "already installed: $DONE"
 else
-  step "installing ($DONE)"
+  step "installing: $DONE"
   install_stack
 fi
 
