@@ -16,7 +16,7 @@ minute and 170 lines of "Requirement already satisfied"; this takes well under a
 
 Example:
     $ python tools/pins.py requirements/constraints.txt requirements/runtime.txt
-    181 packages installed as pinned
+    66 packages installed as pinned
     $ python tools/pins.py requirements/constraints.txt 'mmdet==3.2.0'
     mmdet 3.3.0 is installed, mmdet==3.2.0 is required
 """
