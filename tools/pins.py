@@ -12,7 +12,7 @@ version.
 
 Prints what was checked and exits 0 when nothing is missing; prints the first thing that is
 missing or off its pin, in one line, and exits 1 otherwise. pip finds the same in about half a
-minute and 170 lines of "Requirement already satisfied"; this takes well under a second.
+minute and 170 lines of "Requirement already satisfied"; this takes about a second.
 
 Example:
     $ python tools/pins.py requirements/constraints.txt requirements/runtime.txt
