@@ -81,7 +81,8 @@ def installed(path: Optional[Sequence[str]] = None) -> Dict[str, metadata.Distri
     dists = metadata.distributions(path=list(path)) if path is not None else \
         metadata.distributions()
     for dist in dists:
-        name = dist.metadata['Name']
+        meta = dist.metadata  # None (or empty) for a broken install without its METADATA
+        name = meta['Name'] if meta is not None else None
         if name:
             found.setdefault(canonical(name), dist)
     return found
