@@ -101,24 +101,6 @@ already_installed() {
   DONE="$DONE; $OPS"
 }
 
-install_stack() {
-step "build tools"
-"${PIP[@]}" -q "${UPGRADE_PIP[@]}" "${BUILD_TOOLS[@]}"
-
-step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
-"${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
-
-# CPU or CUDA ops: decided (and anything that would break the build minutes later said) now.
-PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
-eval "$PLAN"
-export MMCV_CUDA
-if [ "$MMCV_CUDA" = 1 ]; then
-  export FORCE_CUDA CUDA_HOME TORCH_CUDA_ARCH_LIST
-  step "GPU build: mmcv's CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc (CUDA $MMCV_CUDA_RELEASE)"
-fi
-
-"${PIP[@]}" -q "${MMCV_DEPS[@]}"
-
 # mmcv from its source package, with the ops the plan chose (CPU, or CUDA for the GPUs).
 build_mmcv_from_source() {
   if [ "$MMCV_CUDA" = 1 ]; then
@@ -139,62 +121,80 @@ build_mmcv_from_source() {
     "${PIP[@]}" --no-deps --no-build-isolation .)
 }
 
-if OPS=$(have_mmcv_ops); then
-  step "$OPS: already installed"
-else
-  TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-  TORCH=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
-  WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
-  if [ "$MMCV_CUDA" = 1 ] && [ -n "${HRNET_MM_MMCV_WHEEL:-}" ]; then
-    # A wheel with CUDA ops built elsewhere for this torch / CUDA / GPU (tools/gpu_wheels.sh
-    # --mmcv-cuda). If it does not install, or its ops fail on this GPU (another glibc,
-    # another arch), the source build still gives a working install.
-    step "mmcv $MMCV_VERSION with CUDA ops from $HRNET_MM_MMCV_WHEEL"
-    if ! "${PIP[@]}" --no-deps --force-reinstall "$HRNET_MM_MMCV_WHEEL"; then
-      step "that wheel does not install here; building from source instead"
-      build_mmcv_from_source
-    elif ! have_mmcv_ops > /dev/null; then
-      step "that wheel's ops do not work here ($("$PY" "$ROOT/tools/mmcv_ops.py" check \
-        "$MMCV_VERSION" 2>&1 | tail -n 1)); building from source instead"
+install_stack() {
+  step "build tools"
+  "${PIP[@]}" -q "${UPGRADE_PIP[@]}" "${BUILD_TOOLS[@]}"
+
+  step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
+  "${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
+
+  # CPU or CUDA ops: decided (and anything that would break the build minutes later said) now.
+  PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
+  eval "$PLAN"
+  export MMCV_CUDA
+  if [ "$MMCV_CUDA" = 1 ]; then
+    export FORCE_CUDA CUDA_HOME TORCH_CUDA_ARCH_LIST
+    step "GPU build: mmcv's CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc (CUDA $MMCV_CUDA_RELEASE)"
+  fi
+
+  "${PIP[@]}" -q "${MMCV_DEPS[@]}"
+
+  if OPS=$(have_mmcv_ops); then
+    step "$OPS: already installed"
+  else
+    TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+    TORCH=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
+    WHEEL=$(ls "$WHEELS"/mmcv-$MMCV_VERSION-$TAG-$TAG-linux_x86_64.whl 2>/dev/null | head -n1 || true)
+    if [ "$MMCV_CUDA" = 1 ] && [ -n "${HRNET_MM_MMCV_WHEEL:-}" ]; then
+      # A wheel with CUDA ops built elsewhere for this torch / CUDA / GPU (tools/gpu_wheels.sh
+      # --mmcv-cuda). If it does not install, or its ops fail on this GPU (another glibc,
+      # another arch), the source build still gives a working install.
+      step "mmcv $MMCV_VERSION with CUDA ops from $HRNET_MM_MMCV_WHEEL"
+      if ! "${PIP[@]}" --no-deps --force-reinstall "$HRNET_MM_MMCV_WHEEL"; then
+        step "that wheel does not install here; building from source instead"
+        build_mmcv_from_source
+      elif ! have_mmcv_ops > /dev/null; then
+        step "that wheel's ops do not work here ($("$PY" "$ROOT/tools/mmcv_ops.py" check \
+          "$MMCV_VERSION" 2>&1 | tail -n 1)); building from source instead"
+        build_mmcv_from_source
+      fi
+    elif [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
+        [ "$(uname -m)" = x86_64 ]; then
+      # The shared wheel is a build cache of CPU ops for exactly torch 2.14.1 / this Python;
+      # never for a GPU machine.
+      step "mmcv $MMCV_VERSION from prebuilt wheel $WHEEL"
+      "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
+    else
       build_mmcv_from_source
     fi
-  elif [ "$MMCV_CUDA" = 0 ] && [ -n "$WHEEL" ] && [ "$TORCH" = "2.14.1" ] && \
-      [ "$(uname -m)" = x86_64 ]; then
-    # The shared wheel is a build cache of CPU ops for exactly torch 2.14.1 / this Python;
-    # never for a GPU machine.
-    step "mmcv $MMCV_VERSION from prebuilt wheel $WHEEL"
-    "${PIP[@]}" --no-deps --force-reinstall "$WHEEL"
-  else
-    build_mmcv_from_source
+    OPS=$(have_mmcv_ops) || {
+      echo "[install] error: mmcv $MMCV_VERSION's ops do not work:" \
+        "$("$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>&1 | tail -n 1)" >&2; exit 1; }
+    step "$OPS"
   fi
-  OPS=$(have_mmcv_ops) || {
-    echo "[install] error: mmcv $MMCV_VERSION's ops do not work:" \
-      "$("$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>&1 | tail -n 1)" >&2; exit 1; }
-  step "$OPS"
-fi
 
-# xtcocotools' published wheels are built against numpy 1 and crash under numpy 2.
-if "$PY" -c "import xtcocotools, xtcocotools.mask" 2>/dev/null; then
-  step "xtcocotools already installed"
-else
-  step "building xtcocotools $XTCOCOTOOLS_VERSION from source against this numpy"
-  "${PIP[@]}" --no-binary xtcocotools --no-build-isolation "xtcocotools==$XTCOCOTOOLS_VERSION"
-fi
+  # xtcocotools' published wheels are built against numpy 1 and crash under numpy 2.
+  if "$PY" -c "import xtcocotools, xtcocotools.mask" 2>/dev/null; then
+    step "xtcocotools already installed"
+  else
+    step "building xtcocotools $XTCOCOTOOLS_VERSION from source against this numpy"
+    "${PIP[@]}" --no-binary xtcocotools --no-build-isolation "xtcocotools==$XTCOCOTOOLS_VERSION"
+  fi
 
-# mmpose declares chumpy, which does not install; its real needs are in runtime.txt.
-step "mmpose (without chumpy)"
-"${PIP[@]}" --no-deps "$MMPOSE"
+  # mmpose declares chumpy, which does not install; its real needs are in runtime.txt.
+  step "mmpose (without chumpy)"
+  "${PIP[@]}" --no-deps "$MMPOSE"
 
-step "mmpretrain (classification; requirements/cls.txt)"
-"${PIP[@]}" -r "$ROOT/requirements/cls.txt"
+  step "mmpretrain (classification; requirements/cls.txt)"
+  "${PIP[@]}" -r "$ROOT/requirements/cls.txt"
 
-step "openmim (mim train / mim test), without openxlab"
-"${PIP[@]}" -r "$ROOT/requirements/mim.txt"
-"${PIP[@]}" --no-deps "$OPENMIM"
+  step "openmim (mim train / mim test), without openxlab"
+  "${PIP[@]}" -r "$ROOT/requirements/mim.txt"
+  "${PIP[@]}" --no-deps "$OPENMIM"
 
-step "hrnet_mm (editable) and the test tools"
-"${PIP[@]}" -r "$ROOT/requirements/tests.txt"
-"${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
+  step "hrnet_mm (editable) and the test tools"
+  "${PIP[@]}" -r "$ROOT/requirements/tests.txt"
+  "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 }
 
 if already_installed; then
