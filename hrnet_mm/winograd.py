@@ -193,7 +193,8 @@ def unsupported(conv: nn.Conv2d) -> str:
 
 
 #: Below this width (the smaller of C_in and C_out) the direct convolution was faster on the
-#: 2-core AMD EPYC with AVX2 only (docs/benchmarks.md) measured: 48 channels at 128x256 ran at 0.85x, 96 at 64x128 at 1.45x.
+#: 2-core AMD EPYC with AVX2 only that docs/benchmarks.md measured: 48 channels at 128x256 ran
+#: at 0.85x, 96 at 64x128 at 1.45x.
 MIN_CHANNELS = 96
 
 
