@@ -187,16 +187,16 @@ def _crop(canvas: np.ndarray, bbox: List[float], rng: np.random.RandomState) -> 
     return cv2.resize(patch, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
 
 
-def generate(root: str = 'data/hrnet_mm_demo', num_train: int = 48, num_val: int = 16,
+#: Where the demo configs (``configs/_demo_/*_data.py``) read the dataset, relative to the
+#: working directory.
+DEMO_ROOT = 'data/hrnet_mm_demo'
+
+
+def generate(root: str = DEMO_ROOT, num_train: int = 48, num_val: int = 16,
              size: int = 160, seed: int = 0) -> Dict[str, Dict[str, int]]:
     """Write the dataset under ``root`` (deterministic for a seed); returns counts per split."""
     return dict(train=_split(root, 'train', num_train, size, seed),
                 val=_split(root, 'val', num_val, size, seed + 1))
-
-
-#: Where the demo configs (``configs/_demo_/*_data.py``) read the dataset, relative to the
-#: working directory.
-DEMO_ROOT = 'data/hrnet_mm_demo'
 
 
 #: The last file each part of :func:`generate` writes: where they are, the dataset is whole
