@@ -19,6 +19,8 @@ setup(
     if osp.exists(osp.join(osp.dirname(__file__), 'README.md')) else '',
     long_description_content_type='text/markdown',
     packages=find_packages(include=['hrnet_mm', 'hrnet_mm.*']),
+    # the Winograd CPU kernel's source, compiled on first use (hrnet_mm/winograd.py)
+    package_data={'hrnet_mm': ['csrc/*.cpp']},
     python_requires='>=3.9',
     # The pinned stack, mmcv with compiled ops included, is installed by tools/install.sh.
     install_requires=['torch', 'mmengine>=0.10', 'mmcv>=2.0.0,<2.2.0'],

@@ -478,7 +478,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     if pad_channels:
         padded = ', '.join([*fast, f'pad {pad_channels}'])
         fast_names['padded'] = f'hrnet_mm fast [{padded}]{suffix}'
-    # the transforms are compiled per convolution: the model itself runs eagerly
+    # the Winograd model runs eagerly: its kernel is C++, which torch.compile does not trace
     winograd_paths = [*(f for f in fast if f not in COMPILING), 'winograd']
     if winograd:
         fast_names['winograd'] = f'hrnet_mm fast [{", ".join(winograd_paths)}]{suffix}'
@@ -528,16 +528,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         add_fast_rows(models, 'infer', fast)
         for name in fast_names.values():
             if name in models:
-                winograd_row = name == fast_names.get('winograd')
-                if winograd_row:
-                    progress(f'checking {name} against {baseline}: its first call compiles the '
-                             'Winograd transforms (about 25 s per map size on 2 cores, seconds '
-                             'once cached)')
-                start = time.perf_counter()
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
-                if winograd_row:  # the table's "First call" line shows what compiling cost
-                    rows[name].first_call_s['output check'] = round(time.perf_counter() - start, 3)
         _measure_inference(models, **measure)
     if 'train' in modes:
         models = {name: copy.deepcopy(m) for name, m in plain.items()}
@@ -703,12 +695,11 @@ COMPILING = ('compile', 'freeze', 'cudagraphs')
 
 
 def _first_calls(rows: List[dict]) -> List[str]:
-    """One line with the first call of each compiled row, and the output check of a Winograd
-    row (where its transforms compile): what compiling costs before the speed shows (JSON
-    files of earlier runs have no such figures)."""
+    """One line with the first call of each compiled row: what compiling costs before the
+    speed shows (JSON files of earlier runs have no such figures)."""
     parts = [f"{r['name']} {mode} {sec:.1f} s" for r in rows
              for mode, sec in (r.get('first_call_s') or {}).items()
-             if any(c in r['name'] for c in COMPILING) or mode == 'output check']
+             if any(c in r['name'] for c in COMPILING)]
     return ['', 'First call, compiling included: ' + '; '.join(parts)] if parts else []
 
 
@@ -764,8 +755,8 @@ def format_table(results: dict) -> str:
                   '; '.join(f"{p}: {v['how']}" for p, v in peaks.items())]
         if any('winograd' in r['name'] for r in rows):
             lines += ['', 'Winograd rows: the same count of the direct convolution, an effective '
-                      'rate; Winograd computes the wide 3x3 convolutions with a quarter of the '
-                      'products, so its rate can pass the peak.']
+                      'rate; Winograd computes the 3x3 stride-1 convolutions with a quarter of '
+                      'the products, so its rate can pass the peak.']
     profiled = [(r['name'], mode, p) for r in rows for mode, p in r.get('profile', {}).items()]
     if profiled:
         lines += ['', '| model | mode | step ms | kernel ms | launches | idle % |',

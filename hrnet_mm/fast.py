@@ -77,14 +77,15 @@ def optimize_for_inference(model: nn.Module, fuse_bn: bool = True, channels_last
     """The inference fast path in one call: BN folding, NHWC memory, optionally compiled.
 
     ``channels_last`` converts the weights and, for an :class:`~hrnet_mm.HRNetV2`, makes its
-    forward convert the input. ``winograd`` computes the wide 3x3 convolutions with Winograd
-    F(4x4, 3x3) in fp32 on the CPU (:mod:`hrnet_mm.winograd`; not with ``compile``). Returns
-    the (possibly compiled) model in eval mode.
+    forward convert the input. ``winograd`` computes the 3x3 stride-1 convolutions with
+    Winograd F(4x4, 3x3) in fp32 on a CPU with AVX2, their ReLUs and residual adds included
+    (:mod:`hrnet_mm.winograd`; not with ``compile``). Returns the (possibly compiled) model in
+    eval mode.
     """
     if winograd and compile:
-        raise ValueError('winograd=True and compile=True do not combine: the Winograd transforms '
-                         'are compiled per convolution already, and compiling a whole HRNet around '
-                         'them took over 20 minutes; choose one')
+        raise ValueError('winograd=True and compile=True do not combine: torch.compile does not '
+                         'trace into the C++ Winograd kernel, so compiled convolutions run direct; '
+                         'choose one')
     model.eval()
     if fuse_bn:
         fuse_conv_bn(model)

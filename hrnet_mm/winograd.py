@@ -1,34 +1,42 @@
 """Winograd F(4x4, 3x3) convolutions for fp32 inference on the CPU.
 
-HRNet spends most of its time in 3x3, stride-1 convolutions, and on the CPU the wide ones
-(96 channels and more) already run at the machine's fp32 peak in oneDNN: there is no faster
-arithmetic left, only less of it. Winograd's minimal filtering (Lavin & Gray, 2016) computes
-each 4x4 output tile from a 6x6 input tile with 36 products per channel pair instead of 144:
+HRNet spends most of its time in 3x3, stride-1 convolutions, and on the CPU oneDNN already
+runs the wide ones at the machine's fp32 peak: there is no faster arithmetic left, only less
+of it. Winograd's minimal filtering (Lavin & Gray, 2016) computes each 4x4 output tile from a
+6x6 input tile with 36 products per channel pair instead of 144:
 
     Y = A^T [ (G w G^T) * (B^T d B) ] A
 
-The elementwise products of all tiles become 36 matrix products (tiles x C_in) @ (C_in x
-C_out), one ``torch.bmm``; the transforms of input and output are pointwise arithmetic over
-tiles, compiled by inductor once per map size (one fused loop each; static shapes: dynamic
-ones ran at half the speed). Compiling costs about 25 s per map size on 2 cores the first time
-(HRNetV2-W48 has three sizes of wide maps); inductor caches the kernels on disk, and later
-processes load them in 1-3 s. Outputs differ from the direct convolution by float rounding
-(about 1e-5 of the output's range per convolution in fp32; the whole HRNetV2-W48 within 1e-4).
+The products of all tiles are 36 matrix products (tiles x C_in) @ (C_in x C_out). A C++
+kernel (``csrc/winograd_cpu.cpp``, AVX2 + FMA) computes a block of 16 tiles at a time: input
+transform, products and output transform (with the bias, and optionally a residual and a ReLU)
+while the block is in cache. Done in three passes over memory instead (transforms compiled by
+inductor around ``torch.bmm``, this module's first version), the transforms cost more than the
+products saved below 96 channels; fused, it is faster than oneDNN's direct convolution from 18
+channels up (docs/benchmarks.md). The kernel is built once with
+``torch.utils.cpp_extension`` (a C++ compiler, as ``torch.compile`` on the CPU needs; about a
+minute on 2 cores) into :func:`cache_dir`, and loaded from there in a second by later
+processes. Outputs differ from the direct convolution by float rounding (about 1e-5 of the
+output's range per convolution; a whole HRNetV2-W48 within 1e-4). :func:`winograd_conv2d`
+with ``reference=True`` computes the same in PyTorch operations (slow: for checking).
 
-Where the transform does not pay or does not apply, :class:`WinogradConv2d` computes the
-direct convolution with the same weights: autocast or a dtype other than float32 (the
-transforms' coefficients, up to 8, amplify rounding; not measured in reduced precision),
-gradients needed (training), a device other than the CPU (cuDNN picks its own algorithms
-there), or inside an outer ``torch.compile`` region (compiling a whole HRNet around the
-transforms took over 20 minutes without finishing for W48, so
-:func:`hrnet_mm.fast.optimize_for_inference` refuses the combination).
+Where the transform does not apply, :class:`WinogradConv2d` computes the direct convolution
+with the same weights: autocast or a dtype other than float32 (the transforms' coefficients,
+up to 8, amplify rounding; not measured in reduced precision), gradients needed (training), a
+device other than the CPU (cuDNN picks its own algorithms there), a CPU without AVX2, or
+inside a ``torch.compile`` region (:func:`hrnet_mm.fast.optimize_for_inference` refuses the
+combination).
 
 Example:
     >>> model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)
     >>> with torch.no_grad():
-    ...     out = model(torch.rand(1, 3, 512, 1024))  # the first call compiles (above)
+    ...     out = model(torch.rand(1, 3, 512, 1024))  # the first use builds the kernel (above)
 """
 import functools
+import hashlib
+import os
+import sys
+from pathlib import Path
 from typing import List, Optional, Tuple
 
 import torch
@@ -37,17 +45,14 @@ import torch.nn.functional as F
 
 from . import compiling
 
-__all__ = ['WinogradConv2d', 'use_winograd', 'winograd_weight', 'winograd_conv2d']
+__all__ = ['WinogradConv2d', 'use_winograd', 'winograd_weight', 'winograd_conv2d', 'pack_weight',
+           'kernel_unsupported', 'cache_dir']
 
 #: F(4x4, 3x3) with interpolation points 0, +-1, +-2 (Lavin & Gray): G maps a 3x3 kernel
 #: onto the 6x6 product domain; B^T and A^T are written out as arithmetic below.
 _G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),
       (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
 TILE = 4  # output tile edge; input tiles are TILE + 2 = 6
-
-#: Compiling one transform per input shape: dynamo's default limit (8 shapes per function)
-#: would leave the third input size of a 4-branch HRNet to slow eager transforms.
-_RECOMPILE_LIMIT = 64
 
 
 def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -107,31 +112,105 @@ def output_transform(m: torch.Tensor, n: int, h: int, w: int,
     return y.contiguous()
 
 
+#: The kernel's source, its vector width and the block width of its packed kernel.
+KERNEL_SOURCE = Path(__file__).parent / 'csrc' / 'winograd_cpu.cpp'
+_VL, _BLOCK = 8, 24
+#: What the kernel is compiled with: the ISA it is written for, not the build machine's
+#: (``-march=native`` would tie a cached build to one CPU).
+_CFLAGS = ['-O3', '-mavx2', '-mfma', '-fopenmp']
+
+
+def kernel_unsupported() -> str:
+    """Why this machine cannot run the kernel (empty if it can): it needs AVX2 and FMA, which
+    torch reports as a CPU capability of ``AVX2`` or ``AVX512``."""
+    cap = torch.backends.cpu.get_cpu_capability()
+    return '' if cap.startswith(('AVX2', 'AVX512')) else f'the CPU has no AVX2 (torch: {cap})'
+
+
+def cache_dir() -> Path:
+    """Where the kernel is built: ``$HRNET_MM_CACHE`` or ``~/.cache/hrnet_mm``, one folder per
+    source, compiler flags, torch and Python version (a stale build is never loaded)."""
+    key = hashlib.sha1(KERNEL_SOURCE.read_bytes() + ' '.join(
+        [*_CFLAGS, torch.__version__, sys.version.split()[0]]).encode()).hexdigest()[:12]
+    root = os.environ.get('HRNET_MM_CACHE') or Path.home() / '.cache' / 'hrnet_mm'
+    return Path(root) / f'winograd_cpu_{key}'
+
+
 @functools.lru_cache(maxsize=None)
-def _transforms():
-    """The two transforms compiled by inductor (on first use; static shapes)."""
-    return (compiling.compile(input_transform, dynamic=False),
-            compiling.compile(output_transform, dynamic=False))
+def _kernel():
+    """The compiled kernel: built on first use (announced on stderr), loaded afterwards."""
+    why = kernel_unsupported()
+    if why:
+        raise RuntimeError(f'hrnet_mm.winograd: the CPU kernel needs AVX2 and FMA; {why}')
+    compiling.quiet_cuda_runtime_notice()
+    from torch.utils import cpp_extension
+    build = cache_dir()
+    name = build.name
+    if not (build / f'{name}.so').exists():
+        print(f'hrnet_mm.winograd: building the CPU kernel once (about a minute on 2 cores) '
+              f'into {build}', file=sys.stderr, flush=True)
+    build.mkdir(parents=True, exist_ok=True)
+    # ninja from the environment's own package, where its bin folder is not on PATH
+    path = os.environ.get('PATH', '')
+    try:
+        import ninja
+        os.environ['PATH'] = os.pathsep.join([ninja.BIN_DIR, path])
+    except ImportError:
+        pass
+    try:
+        return cpp_extension.load(name, [str(KERNEL_SOURCE)], extra_cflags=_CFLAGS,
+                                  extra_ldflags=['-fopenmp'], build_directory=str(build),
+                                  verbose=False)
+    except Exception as err:  # compiler or ninja missing, or a failed compile
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        raise RuntimeError(f'hrnet_mm.winograd: building the CPU kernel in {build} failed '
+                           f'({lines[-1] if lines else type(err).__name__}); it needs a C++ '
+                           f'compiler and ninja, as torch.compile on the CPU does') from err
+    finally:
+        os.environ['PATH'] = path
+
+
+def pack_weight(u: torch.Tensor) -> torch.Tensor:
+    """The transformed kernel (36, C_in, C_out) as the C++ kernel reads it: C_out padded with
+    zeros to a multiple of 8, in blocks of 24 output channels, each (C_in, 24) contiguous."""
+    cop = -(-u.shape[2] // _VL) * _VL
+    u = F.pad(u, (0, cop - u.shape[2]))
+    blocks = [u[:, :, i:i + _BLOCK].reshape(36, -1) for i in range(0, cop, _BLOCK)]
+    return torch.cat(blocks, dim=1).reshape(36, u.shape[1], cop).contiguous()
 
 
 def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                    compiled: bool = True) -> torch.Tensor:
+                    residual: Optional[torch.Tensor] = None, relu: bool = False,
+                    reference: bool = False) -> torch.Tensor:
     """A 3x3 convolution, stride 1, zero padding 1, of an (N, C_in, H, W) float32 map with the
-    transformed kernel ``u`` (:func:`winograd_weight`); the output is (N, C_out, H, W) in
-    ``channels_last`` memory. ``compiled=False`` runs the transforms eagerly (slower: a
-    memory pass per arithmetic step; for checking).
+    transformed kernel ``u`` (:func:`winograd_weight`), plus ``bias``, plus ``residual`` (the
+    output's shape), then ReLU if ``relu``; the output is (N, C_out, H, W) in
+    ``channels_last`` memory. ``reference=True`` computes it in PyTorch operations (slow: a
+    memory pass per step; for checking the kernel). :class:`WinogradConv2d` keeps the packed
+    kernel between calls; this function packs it on every call.
 
     Example:
         >>> y = winograd_conv2d(x, winograd_weight(conv.weight), conv.bias)
         >>> torch.allclose(y, conv(x), atol=1e-4)
         True
     """
+    if not reference:
+        return _conv(x, pack_weight(u), bias, residual, relu, u.shape[2])
     n, _, h, w = x.shape
     nhwc = x.permute(0, 2, 3, 1)  # a view for channels_last input; copied otherwise
-    to_tiles, from_tiles = _transforms() if compiled else (input_transform, output_transform)
-    with torch._dynamo.config.patch(recompile_limit=_RECOMPILE_LIMIT):
-        y = from_tiles(torch.bmm(to_tiles(nhwc), u), n, h, w, bias)
-    return y.permute(0, 3, 1, 2)
+    y = output_transform(torch.bmm(input_transform(nhwc), u), n, h, w, bias)
+    y = y.permute(0, 3, 1, 2)
+    if residual is not None:
+        y = y + residual
+    return y.relu() if relu else y
+
+
+def _conv(x, packed, bias, residual, relu, cout):
+    x = x.contiguous(memory_format=torch.channels_last)
+    if residual is not None:
+        residual = residual.contiguous(memory_format=torch.channels_last)
+    bias = None if bias is None else bias.detach().contiguous()
+    return _kernel().conv3x3(x, packed, bias, residual, relu, cout)
 
 
 class WinogradConv2d(nn.Conv2d):
@@ -162,12 +241,12 @@ class WinogradConv2d(nn.Conv2d):
         new.train(conv.training)
         return new
 
-    def _u(self) -> torch.Tensor:
+    def _packed(self) -> torch.Tensor:
         key = (self.weight.data_ptr(), self.weight._version, self.weight.device)
-        if getattr(self, '_u_key', None) != key:
-            self._u_cache = winograd_weight(self.weight)
-            self._u_key = key
-        return self._u_cache
+        if getattr(self, '_packed_key', None) != key:
+            self._packed_cache = pack_weight(winograd_weight(self.weight))
+            self._packed_key = key
+        return self._packed_cache
 
     def uses_winograd(self, x: torch.Tensor) -> bool:
         """Whether ``forward(x)`` takes the Winograd path (else the direct convolution)."""
@@ -176,12 +255,24 @@ class WinogradConv2d(nn.Conv2d):
                 and not torch.is_autocast_enabled('cpu')
                 and not (torch.is_grad_enabled()
                          and (x.requires_grad or self.weight.requires_grad))
-                and not torch.compiler.is_compiling())
+                and not torch.compiler.is_compiling()
+                and not kernel_unsupported())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    #: Whether the output goes through a ReLU (:func:`use_winograd` sets it where a ReLU
+    #: followed the convolution, and removes that ReLU).
+    fused_relu = False
+
+    def forward(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None,
+                relu: Optional[bool] = None) -> torch.Tensor:
+        """The convolution, plus ``residual`` if given, then ReLU if ``relu`` (default:
+        :attr:`fused_relu`): one pass with the Winograd kernel, three on the direct path."""
+        relu = self.fused_relu if relu is None else relu
         if not self.uses_winograd(x):
-            return super().forward(x)
-        return winograd_conv2d(x, self._u(), self.bias)
+            y = super().forward(x)
+            if residual is not None:
+                y = y + residual
+            return y.relu() if relu else y
+        return _conv(x, self._packed(), self.bias, residual, relu, self.out_channels)
 
 
 def unsupported(conv: nn.Conv2d) -> str:
@@ -192,17 +283,63 @@ def unsupported(conv: nn.Conv2d) -> str:
                      if getattr(conv, name) != want)
 
 
-#: Below this width (the smaller of C_in and C_out) the direct convolution was faster on the
-#: 2-core AMD EPYC with AVX2 only that docs/benchmarks.md measured: 48 channels at 128x256 ran
-#: at 0.85x, 96 at 64x128 at 1.45x.
-MIN_CHANNELS = 96
+#: Below this width (the smaller of C_in and C_out) the direct convolution is kept. The fused
+#: kernel was faster than oneDNN's direct convolution at every width of HRNet on the 2-core
+#: AMD EPYC with AVX2 only that docs/benchmarks.md measured (18 channels at 128x256: 1.1-1.5x;
+#: 48 and wider: 1.8-3x), so by default every eligible convolution is converted.
+MIN_CHANNELS = 1
 
 
-def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS) -> nn.Module:
+class FusedBasicBlock(nn.Module):
+    """A folded :class:`~hrnet_mm.models.blocks.BasicBlock` whose convolutions are both
+    :class:`WinogradConv2d`: the first applies its ReLU, the second adds the shortcut and
+    applies the block's ReLU, each in its output transform (no passes of their own). The same
+    children as the block minus its (folded) norms and its ReLU, so the same ``state_dict``.
+
+    Example:
+        >>> block = FusedBasicBlock(use_winograd_convs(fuse_conv_bn(BasicBlock(32, 32))))
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.downsample = block.conv1, block.conv2, block.downsample
+        self.train(block.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.conv2(self.conv1(x, relu=True), residual=identity, relu=True)
+
+
+def _fusable_block(block: nn.Module) -> bool:
+    from .models.blocks import BasicBlock
+    return (type(block) is BasicBlock and isinstance(block.norm1, nn.Identity)
+            and isinstance(block.norm2, nn.Identity)
+            and isinstance(block.conv1, WinogradConv2d) and isinstance(block.conv2, WinogradConv2d))
+
+
+def _fuse_relus(seq: nn.Sequential) -> None:
+    """In a ``Sequential(WinogradConv2d, Identity (a folded norm), ..., ReLU)``, let the
+    convolution apply the ReLU and make the ReLU an Identity."""
+    mods = list(seq._modules.items())
+    for i, (_, conv) in enumerate(mods):
+        if not isinstance(conv, WinogradConv2d):
+            continue
+        j = i + 1
+        while j < len(mods) and isinstance(mods[j][1], nn.Identity):
+            j += 1
+        if j < len(mods) and type(mods[j][1]) is nn.ReLU:
+            conv.fused_relu = True
+            seq._modules[mods[j][0]] = nn.Identity()
+
+
+def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS,
+                 fuse: bool = True) -> nn.Module:
     """Replace every 3x3, stride-1 convolution of ``model`` whose in- and output widths are at
-    least ``min_channels`` by a :class:`WinogradConv2d` sharing its weights; in place, returns
-    ``model``. Call it after BN folding (folding changes the weights, which the module
-    notices, but it finds convolutions by type).
+    least ``min_channels`` by a :class:`WinogradConv2d` sharing its weights; with ``fuse``, the
+    ReLU and residual add that follow a converted convolution of a folded block or
+    ``Sequential`` are computed in its output transform (:class:`FusedBasicBlock`). In place,
+    returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`): folding
+    later changes the weights, which the modules notice, but only folded norms are fused.
 
     Example:
         >>> model = use_winograd(fuse_conv_bn(HRNetV2(arch='w48')))
@@ -212,4 +349,11 @@ def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS) -> nn.Modul
             if type(child) is nn.Conv2d and not unsupported(child) and \
                     min(child.in_channels, child.out_channels) >= min_channels:
                 setattr(module, name, WinogradConv2d.from_conv(child))
+    if fuse:
+        for module in list(model.modules()):
+            for name, child in list(module.named_children()):
+                if _fusable_block(child):
+                    setattr(module, name, FusedBasicBlock(child))
+            if isinstance(module, nn.Sequential):
+                _fuse_relus(module)
     return model

@@ -10,14 +10,9 @@ from helpers import max_abs_diff, randomize
 from hrnet_mm import HRNetV2
 from hrnet_mm import winograd as wg
 from hrnet_mm.fast import fuse_conv_bn, optimize_for_inference
+from hrnet_mm.models.blocks import BasicBlock
 from hrnet_mm.winograd import (WinogradConv2d, use_winograd, winograd_conv2d,
                                winograd_weight)
-
-
-@pytest.fixture
-def eager_transforms(monkeypatch):
-    """The transforms without inductor: the same arithmetic, no compiling in most tests."""
-    monkeypatch.setattr(wg, '_transforms', lambda: (wg.input_transform, wg.output_transform))
 
 
 def _close(y, ref, rel=2e-6):
@@ -28,39 +23,138 @@ def _close(y, ref, rel=2e-6):
     return err
 
 
-@pytest.mark.parametrize('n, cin, cout, h, w', [
+SHAPES = [
     (2, 16, 24, 13, 30),   # sizes that are no multiple of the tile: padded and cropped
     (1, 8, 8, 4, 4),       # one tile
-    (1, 5, 3, 1, 1),       # smaller than a tile
-    (3, 32, 32, 17, 8),
-])
+    (1, 5, 3, 1, 1),       # smaller than a tile; widths below one vector
+    (3, 18, 36, 17, 8),    # HRNet-W18's widths: partial vectors of input and output
+    (1, 50, 70, 24, 36),   # several blocks of 16 tiles and of 24 output channels, a last
+]                          # block of 16 channels (70 -> 72), 2 channels past a vector (50)
+
+
+@pytest.mark.parametrize('n, cin, cout, h, w', SHAPES)
+@pytest.mark.parametrize('reference', [False, True], ids=['kernel', 'reference'])
 @pytest.mark.parametrize('bias', [True, False])
-def test_equals_the_direct_convolution(n, cin, cout, h, w, bias):
+def test_equals_the_direct_convolution(n, cin, cout, h, w, reference, bias):
     conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
     x = torch.randn(n, cin, h, w)
     with torch.no_grad():
         ref = conv(x)
-        y = winograd_conv2d(x, winograd_weight(conv.weight), conv.bias, compiled=False)
-    assert y.shape == ref.shape
-    assert y.is_contiguous(memory_format=torch.channels_last)
-    _close(y, ref)
-    # an unrelated kernel is far off: the check above can fail
-    other = winograd_conv2d(x, winograd_weight(torch.randn_like(conv.weight)), conv.bias,
-                            compiled=False)
-    assert (other - ref).abs().max() > 1e-2
+        y = winograd_conv2d(x, winograd_weight(conv.weight), conv.bias, reference=reference)
+        assert y.shape == ref.shape
+        assert y.is_contiguous(memory_format=torch.channels_last)
+        _close(y, ref)
+        # an unrelated kernel is far off: the check above can fail
+        other = winograd_conv2d(x, winograd_weight(torch.randn_like(conv.weight)), conv.bias,
+                                reference=reference)
+        assert (other - ref).abs().max() > 1e-2
 
 
-def test_the_compiled_transforms_equal_the_eager_ones():
-    """What users run: inductor's kernels of the transforms (one shape: ~25 s of compiling)."""
-    conv = nn.Conv2d(16, 16, 3, padding=1)
+@pytest.mark.parametrize('n, cin, cout, h, w', SHAPES)
+def test_residual_and_relu_are_added_in_the_same_pass(n, cin, cout, h, w):
+    conv = nn.Conv2d(cin, cout, 3, padding=1)
+    x, res = torch.randn(n, cin, h, w), torch.randn(n, cout, h, w)
     u = winograd_weight(conv.weight)
-    x = torch.randn(2, 16, 9, 14).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        eager = winograd_conv2d(x, u, conv.bias, compiled=False)
-        compiled = winograd_conv2d(x, u, conv.bias)
-        _close(compiled, conv(x))
-    assert compiled.is_contiguous(memory_format=torch.channels_last)
-    assert max_abs_diff([eager], [compiled]) <= 1e-5
+        ref = conv(x)
+        for residual, relu, want in ((res, False, ref + res), (None, True, ref.relu()),
+                                     (res, True, (ref + res).relu())):
+            y = winograd_conv2d(x, u, conv.bias, residual, relu)
+            _close(y, want)
+            _close(y, winograd_conv2d(x, u, conv.bias, residual, relu, reference=True))
+        assert (winograd_conv2d(x, u, conv.bias, relu=True) >= 0).all()
+
+
+def test_the_kernel_agrees_with_the_reference_and_with_itself_on_any_thread_count():
+    conv = nn.Conv2d(36, 36, 3, padding=1)
+    x = torch.randn(2, 36, 40, 72).contiguous(memory_format=torch.channels_last)
+    u = winograd_weight(conv.weight)
+    threads = torch.get_num_threads()
+    with torch.no_grad():
+        ref = winograd_conv2d(x, u, conv.bias, reference=True)
+        y = winograd_conv2d(x, u, conv.bias)
+        try:
+            torch.set_num_threads(1)
+            one = winograd_conv2d(x, u, conv.bias)
+        finally:
+            torch.set_num_threads(threads)
+    assert max_abs_diff([y], [ref]) <= 1e-5
+    assert torch.equal(one, y)  # blocks of tiles are independent: no order of sums changes
+
+
+def test_the_packed_kernel_is_blocks_of_24_output_channels():
+    u = torch.randn(36, 5, 50)
+    p = wg.pack_weight(u)
+    assert p.shape == (36, 5, 56) and p.is_contiguous()  # 50 padded to 56 = 24 + 24 + 8
+    flat = p.reshape(36, -1)
+    assert torch.equal(flat[:, :5 * 24].reshape(36, 5, 24), u[:, :, :24])
+    assert torch.equal(flat[:, 5 * 24:5 * 48].reshape(36, 5, 24), u[:, :, 24:48])
+    last = flat[:, 5 * 48:].reshape(36, 5, 8)
+    assert torch.equal(last[:, :, :2], u[:, :, 48:]) and not last[:, :, 2:].any()
+
+
+def test_the_kernel_refuses_wrong_arguments_in_one_line():
+    k = wg._kernel()
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    u = wg.pack_weight(winograd_weight(torch.randn(8, 8, 3, 3)))
+    for call, says in (
+            (lambda: k.conv3x3(x.contiguous(), u, None, None, False, 8),
+             'winograd: the input must be a float32 CPU tensor (N, C, H, W) in channels_last '
+             'memory'),
+            (lambda: k.conv3x3(x, u[:, :4], None, None, False, 8),
+             'winograd: the packed kernel must be float32 (36, 8, 8), got [36, 4, 8]'),
+            (lambda: k.conv3x3(x, u, torch.zeros(3), None, False, 8),
+             'winograd: the bias must be float32 of 8 values'),
+            (lambda: k.conv3x3(x, u, None, x[:, :, :3].contiguous(
+                memory_format=torch.channels_last), False, 8),
+             "winograd: the residual must be a float32 channels_last tensor of the output's "
+             'shape')):
+        with pytest.raises(RuntimeError) as err:
+            call()
+        assert str(err.value).splitlines()[0] == says
+
+
+def test_a_failed_build_says_why_in_one_line(tmp_path, monkeypatch, capsys):
+    """The build is announced (it takes a minute) and a compiler error is one line."""
+    broken = tmp_path / 'winograd_cpu.cpp'
+    broken.write_text('#error this kernel does not compile\n')
+    monkeypatch.setattr(wg, 'KERNEL_SOURCE', broken)
+    monkeypatch.setenv('HRNET_MM_CACHE', str(tmp_path / 'cache'))
+    wg._kernel.cache_clear()
+    try:
+        with pytest.raises(RuntimeError) as err:
+            wg._kernel()
+    finally:
+        wg._kernel.cache_clear()
+    build = wg.cache_dir()
+    assert build.parent == tmp_path / 'cache'
+    assert capsys.readouterr().err == (f'hrnet_mm.winograd: building the CPU kernel once (about '
+                                       f'a minute on 2 cores) into {build}\n')
+    msg = str(err.value)
+    assert '\n' not in msg
+    assert msg.startswith(f'hrnet_mm.winograd: building the CPU kernel in {build} failed (')
+    assert msg.endswith('); it needs a C++ compiler and ninja, as torch.compile on the CPU does')
+
+
+def test_the_cache_folder_follows_the_source(tmp_path, monkeypatch):
+    monkeypatch.setenv('HRNET_MM_CACHE', str(tmp_path))
+    first = wg.cache_dir()
+    other = tmp_path / 'winograd_cpu.cpp'
+    other.write_text(wg.KERNEL_SOURCE.read_text() + '// changed\n')
+    monkeypatch.setattr(wg, 'KERNEL_SOURCE', other)
+    assert first.parent == wg.cache_dir().parent == tmp_path
+    assert first != wg.cache_dir()  # a changed source is built anew, never a stale .so loaded
+
+
+def test_a_cpu_without_avx2_computes_the_direct_convolution(monkeypatch):
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'DEFAULT')
+    assert wg.kernel_unsupported() == 'the CPU has no AVX2 (torch: DEFAULT)'
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    fast = WinogradConv2d.from_conv(conv)
+    x = torch.randn(1, 8, 10, 12)
+    with torch.no_grad():
+        assert not fast.uses_winograd(x)
+        assert torch.equal(fast(x), conv(x))
 
 
 def test_the_weight_transform_is_g_w_gt_in_double():
@@ -73,7 +167,7 @@ def test_the_weight_transform_is_g_w_gt_in_double():
     assert torch.allclose(u[:, 1, 2].double(), want.reshape(36), atol=1e-7)
 
 
-def test_module_uses_winograd_only_for_fp32_cpu_inference(eager_transforms):
+def test_module_uses_winograd_only_for_fp32_cpu_inference():
     conv = nn.Conv2d(8, 8, 3, padding=1)
     fast = WinogradConv2d.from_conv(conv)
     assert fast.weight is conv.weight and fast.bias is conv.bias
@@ -96,7 +190,7 @@ def test_module_uses_winograd_only_for_fp32_cpu_inference(eager_transforms):
     assert conv.weight.grad is not None
 
 
-def test_state_dict_is_the_convolutions_and_new_weights_are_noticed(eager_transforms):
+def test_state_dict_is_the_convolutions_and_new_weights_are_noticed():
     conv = nn.Conv2d(8, 8, 3, padding=1)
     fast = WinogradConv2d.from_conv(copy.deepcopy(conv)).eval()
     assert list(fast.state_dict()) == list(conv.state_dict()) == ['weight', 'bias']
@@ -130,51 +224,78 @@ def test_other_convolutions_are_refused_in_one_line(kwargs, says):
                                 + says)
 
 
-def test_hrnet_with_winograd_keeps_the_fast_models_outputs(eager_transforms):
+def test_hrnet_with_winograd_keeps_the_fast_models_outputs():
     model = randomize(HRNetV2(arch='w18_small_v1', representation='v2')).eval()
     folded = fuse_conv_bn(copy.deepcopy(model))
-    fast = use_winograd(copy.deepcopy(folded), min_channels=1)
     convs = [m for m in folded.modules() if type(m) is nn.Conv2d and not wg.unsupported(m)]
     assert len(convs) > 20
-    assert sum(isinstance(m, WinogradConv2d) for m in fast.modules()) == len(convs)
     x = torch.rand(2, 3, 64, 96)
     with torch.no_grad():
+        ref = folded(x)
+        for fuse in (False, True):
+            fast = use_winograd(copy.deepcopy(folded), fuse=fuse)
+            assert sum(isinstance(m, WinogradConv2d) for m in fast.modules()) == len(convs)
+            # every BasicBlock of stages 2-4 (2 + 3 + 4 branches of 2 blocks)
+            assert sum(isinstance(m, wg.FusedBasicBlock) for m in fast.modules()) == \
+                (18 if fuse else 0)
+            assert sum(type(m) is BasicBlock for m in fast.modules()) == (0 if fuse else 18)
+            assert fast.state_dict().keys() == folded.state_dict().keys()
+            y = fast(x)
+            assert max_abs_diff(ref, y) <= 1e-4
+            assert max_abs_diff(model(x), y) <= 1e-4
+            assert not torch.equal(ref[0], y[0])
+
+
+def test_fused_block_and_sequential_equal_the_folded_ones_in_inference_and_training():
+    down = nn.Sequential(nn.Conv2d(16, 24, 1, bias=False), nn.BatchNorm2d(24))
+    block = randomize(BasicBlock(16, 24, downsample=down)).eval()
+    seq = randomize(nn.Sequential(nn.Conv2d(24, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8),
+                                  nn.ReLU(inplace=True))).eval()
+    folded = fuse_conv_bn(nn.Sequential(block, seq))
+    fast = use_winograd(copy.deepcopy(folded))
+    assert isinstance(fast[0], wg.FusedBasicBlock)
+    assert isinstance(fast[1][2], nn.Identity) and fast[1][0].fused_relu
+    assert fast.state_dict().keys() == folded.state_dict().keys()
+    x = torch.randn(2, 16, 11, 14)
+    with torch.no_grad():
         ref, y = folded(x), fast(x)
-        assert max_abs_diff(ref, y) <= 1e-4
-        assert max_abs_diff(model(x), y) <= 1e-4
-        assert not torch.equal(ref[0], y[0])
+    _close(y, ref)
+    assert (y >= 0).all() and not torch.equal(y, ref)
+    # training (gradients): the direct convolutions, the same ReLUs and adds, exactly
+    fast.train(), folded.train()
+    xg = x.clone().requires_grad_()
+    y = fast(xg)
+    assert torch.equal(y, folded(x))
+    y.sum().backward()
+    assert xg.grad is not None and fast[0].conv1.weight.grad is not None
 
 
-def test_optimize_for_inference_converts_the_wide_convolutions_only():
+def test_optimize_for_inference_converts_every_3x3_stride_1_convolution():
     model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)
     converted = [m for m in model.modules() if isinstance(m, WinogradConv2d)]
-    # the 3x3 stride-1 convolutions of branches 2-4 (96, 192, 384 channels); none of 48
-    assert {m.in_channels for m in converted} == {96, 192, 384}
+    # stage 1's 64-channel convolutions, every branch's (48 to 384 channels), transition 1's
+    assert {m.in_channels for m in converted} == {64, 48, 96, 192, 384, 256}
+    assert not any(type(m) is nn.Conv2d and not wg.unsupported(m) for m in model.modules())
+    assert sum(isinstance(m, wg.FusedBasicBlock) for m in model.modules()) == 104
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in converted)
     assert not any(m.bias is None for m in converted)  # BN folded into them first
     with pytest.raises(ValueError, match='^winograd=True and compile=True do not combine'):
         optimize_for_inference(HRNetV2(arch='w18_small_v1'), winograd=True, compile=True)
 
 
-def test_benchmark_row_and_its_refusals(eager_transforms):
+def test_benchmark_row_and_its_refusals():
     from hrnet_mm.bench import format_table, run
-    said = []
     res = run(arch='w18_small_v1', size=(64, 64), modes=('infer', ), repeats=1, warmup=0,
-              memory=False, winograd=True, progress=said.append)
+              memory=False, winograd=True, progress=lambda m: None)
     rows = {r['name']: r for r in res['rows']}
     name = 'hrnet_mm fast [fold, channels_last, winograd]'
-    # the silent minute of compiling is announced
-    assert f'checking {name} against mmseg: its first call compiles the Winograd transforms ' \
-        '(about 25 s per map size on 2 cores, seconds once cached)' in said
     assert rows[name]['infer_img_s'] > 0 and rows[name]['max_abs_diff'] <= 1e-4
     assert res['stock_pairs'][name] == 'mmseg fast [fold, channels_last]'
     table = format_table(res)
     assert f'| {name} | fp32 |' in table
     assert f'{name} against mmseg fast [fold, channels_last] (the stock model' in table
     assert 'Winograd rows: the same count of the direct convolution, an effective rate' in table
-    # its transforms compile in the output check: that is its first call in the table
-    assert rows[name]['first_call_s']['output check'] > 0
-    assert f'First call, compiling included: {name} output check ' in table
+    assert 'First call' not in table  # nothing compiles in a run
     for kwargs, here in ((dict(precision='bf16'), "precision='bf16'"),
                          (dict(modes=('train', )), "modes='train'"),
                          (dict(fast_precision='bf16', modes=('train', 'infer')),

@@ -67,8 +67,9 @@ def parse_args(argv=None):
                         'counterpart); with --model faster_rcnn, a padded channels_last detector')
     p.add_argument('--winograd', action='store_true',
                    help='add a row of the fast HRNetV2 inferring with Winograd F(4x4, 3x3) '
-                        'convolutions (hrnet_mm.winograd; fp32, CPU; eager, its transforms '
-                        'compiled; set against the stock row with all of --fast)')
+                        'convolutions (hrnet_mm.winograd; fp32, CPU with AVX2; eager, a C++ '
+                        'kernel built on first use; set against the stock row with all of '
+                        '--fast)')
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
