@@ -636,6 +636,53 @@ def conv_width_probe(widths: Sequence[int] = (18, 24, 32, 36, 40, 48), batch: in
                 date=time.strftime('%Y-%m-%d'), ms={str(c): round(t, 4) for c, t in times.items()})
 
 
+#: HRNet's 3x3 stride-1 convolutions at 1x3x512x1024: (channels, height, width) of W18's and
+#: W48's four branches and stage 1's 64 channels.
+WINOGRAD_SHAPES = ((18, 128, 256), (36, 64, 128), (72, 32, 64), (144, 16, 32), (64, 128, 256),
+                   (48, 128, 256), (96, 64, 128), (192, 32, 64), (384, 16, 32))
+
+
+def winograd_probe(shapes: Sequence[Tuple[int, int, int]] = WINOGRAD_SHAPES, batch: int = 1,
+                   repeats: int = 10, progress: Callable[[str], None] = print) -> dict:
+    """fp32 inference of one 3x3 stride-1 convolution with bias per shape (channels in and
+    out, height, width; NHWC), the direct one (oneDNN, through ``F.conv2d``) and Winograd's
+    (:mod:`hrnet_mm.winograd`), interleaved, same weights, outputs checked first. Returns
+    ms per shape and method, and the largest difference relative to the output's range."""
+    from .winograd import WinogradConv2d
+    out = {}
+    for c, h, w in shapes:
+        progress(f'winograd convolution {c} channels at {h}x{w}')
+        conv = nn.Conv2d(c, c, 3, padding=1).eval().to(memory_format=torch.channels_last)
+        fast = WinogradConv2d.from_conv(conv)
+        x = torch.randn(batch, c, h, w).contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            ref = conv(x)
+            rel = ((fast(x) - ref).abs().max() / ref.abs().max()).item()
+            ms = _time_interleaved({'direct': lambda: conv(x), 'winograd': lambda: fast(x)},
+                                   torch.device('cpu'), 2, repeats, lambda msg: None)
+        out[f'{c}x{h}x{w}'] = dict(direct_ms=round(1e3 * ms['direct'], 4),
+                                   winograd_ms=round(1e3 * ms['winograd'], 4),
+                                   speedup=round(ms['direct'] / ms['winograd'], 3),
+                                   max_rel_diff=float(f'{rel:.2e}'))
+    return dict(model='winograd_convs', batch=batch, precision='fp32',
+                device=_device_name(torch.device('cpu')), torch=torch.__version__,
+                threads=torch.get_num_threads(), date=time.strftime('%Y-%m-%d'), convs=out)
+
+
+def format_winograd_probe(results: dict) -> str:
+    """:func:`winograd_probe`'s results as a Markdown table."""
+    lines = [f"3x3 stride-1 convolutions, batch {results['batch']}, fp32 inference, "
+             f"{results['device']}, torch {results['torch']}, {results['threads']} threads, "
+             f"{results['date']}", '',
+             '| channels | map | direct ms | Winograd ms | speed-up | max diff / max output |',
+             '|---|---|---|---|---|---|']
+    for key, r in results['convs'].items():
+        c, h, w = key.split('x')
+        lines.append(f"| {c} | {h}x{w} | {r['direct_ms']:.2f} | {r['winograd_ms']:.2f} | "
+                     f"{r['speedup']:.2f}x | {r['max_rel_diff']:.1e} |")
+    return '\n'.join(lines)
+
+
 def _device_name(dev: torch.device) -> str:
     if dev.type == 'cuda':
         return torch.cuda.get_device_name(dev)

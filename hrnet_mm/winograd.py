@@ -34,7 +34,9 @@ Example:
 """
 import functools
 import hashlib
+import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -44,6 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import compiling
+from .folders import publish, start_partial
 
 __all__ = ['WinogradConv2d', 'use_winograd', 'winograd_weight', 'winograd_conv2d', 'pack_weight',
            'kernel_unsupported', 'cache_dir']
@@ -138,18 +141,28 @@ def cache_dir() -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _kernel():
-    """The compiled kernel: built on first use (announced on stderr), loaded afterwards."""
+    """The compiled kernel: built on first use (announced on stderr), imported afterwards.
+
+    It is built in a folder of this process's and renamed into :func:`cache_dir` when done
+    (:mod:`hrnet_mm.folders`): a build killed half-way leaves nothing that later processes
+    would load or wait on (torch's own build folder lock would make them wait forever)."""
     why = kernel_unsupported()
     if why:
         raise RuntimeError(f'hrnet_mm.winograd: the CPU kernel needs AVX2 and FMA; {why}')
+    build = cache_dir()
+    so = build / f'{build.name}.so'
+    if so.exists():
+        spec = importlib.util.spec_from_file_location(build.name, so)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    print(f'hrnet_mm.winograd: building the CPU kernel once (about a minute on 2 cores) into '
+          f'{build}', file=sys.stderr, flush=True)
+    build.parent.mkdir(parents=True, exist_ok=True)
+    partial = start_partial(str(build))
+    os.makedirs(partial)
     compiling.quiet_cuda_runtime_notice()
     from torch.utils import cpp_extension
-    build = cache_dir()
-    name = build.name
-    if not (build / f'{name}.so').exists():
-        print(f'hrnet_mm.winograd: building the CPU kernel once (about a minute on 2 cores) '
-              f'into {build}', file=sys.stderr, flush=True)
-    build.mkdir(parents=True, exist_ok=True)
     # ninja from the environment's own package, where its bin folder is not on PATH
     path = os.environ.get('PATH', '')
     try:
@@ -158,16 +171,19 @@ def _kernel():
     except ImportError:
         pass
     try:
-        return cpp_extension.load(name, [str(KERNEL_SOURCE)], extra_cflags=_CFLAGS,
-                                  extra_ldflags=['-fopenmp'], build_directory=str(build),
-                                  verbose=False)
+        module = cpp_extension.load(build.name, [str(KERNEL_SOURCE)], extra_cflags=_CFLAGS,
+                                    extra_ldflags=['-fopenmp'], build_directory=partial,
+                                    verbose=False)
     except Exception as err:  # compiler or ninja missing, or a failed compile
+        shutil.rmtree(partial, ignore_errors=True)
         lines = [ln for ln in str(err).splitlines() if ln.strip()]
         raise RuntimeError(f'hrnet_mm.winograd: building the CPU kernel in {build} failed '
                            f'({lines[-1] if lines else type(err).__name__}); it needs a C++ '
                            f'compiler and ninja, as torch.compile on the CPU does') from err
     finally:
         os.environ['PATH'] = path
+    publish(partial, str(build))  # or another process was first: its build is the same
+    return module
 
 
 def pack_weight(u: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,10 @@
 """Winograd F(4x4, 3x3) convolutions compute what the direct convolution computes, within
 float rounding, and fall back to it exactly wherever they do not apply."""
 import copy
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -324,3 +328,70 @@ def test_benchmark_tool_refuses_winograd_outside_cpu_fp32_inference(capsys):
         assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
             f': error: --winograd: fp32 inference of the backbone on the CPU only; here {here}')
     assert tool.parse_args(['--winograd', '--device', 'cpu']).winograd
+    for args, here in ((['--precision', 'bf16'], '--precision bf16'), ):
+        with pytest.raises(SystemExit):
+            tool.parse_args(['--model', 'winograd_convs', *args])
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+            f': error: --model winograd_convs: fp32 on the CPU only; here {here}')
+    assert tool.parse_args(['--model', 'winograd_convs']).model == 'winograd_convs'
+
+
+def test_a_build_killed_half_way_is_not_waited_on(tmp_path, monkeypatch, capsys):
+    """kill -9 during a build leaves its own folder (with torch's lock file in it): the next
+    process removes it and builds, instead of waiting forever on the lock."""
+    monkeypatch.setenv('HRNET_MM_CACHE', str(tmp_path))
+    broken = tmp_path / 'winograd_cpu.cpp'
+    broken.write_text('#error this kernel does not compile\n')
+    monkeypatch.setattr(wg, 'KERNEL_SOURCE', broken)
+    build = wg.cache_dir()
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    stale = Path(f'{build}.partial-{dead.pid}')
+    stale.mkdir(parents=True)
+    (stale / 'lock').write_text('')
+    alive = Path(f'{build}.partial-{os.getppid()}')  # a build still running: kept
+    alive.mkdir()
+    wg._kernel.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match='failed'):
+            wg._kernel()
+    finally:
+        wg._kernel.cache_clear()
+    assert not stale.exists() and alive.exists()
+    assert not build.exists()  # a failed build publishes nothing
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, broken.name])
+
+
+def test_a_published_build_is_imported_without_building(tmp_path, monkeypatch, capsys):
+    built = wg.cache_dir()
+    wg._kernel()  # built (or imported) in the usual cache
+    monkeypatch.setenv('HRNET_MM_CACHE', str(tmp_path))
+    copy_ = wg.cache_dir()
+    assert copy_.name == built.name
+    copy_.mkdir()
+    shutil.copy(built / f'{built.name}.so', copy_)  # the .so alone: what a published build has
+    wg._kernel.cache_clear()
+    try:
+        k = wg._kernel()
+    finally:
+        wg._kernel.cache_clear()
+    assert capsys.readouterr().err == ''
+    x = torch.randn(1, 8, 5, 7).contiguous(memory_format=torch.channels_last)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    with torch.no_grad():
+        y = k.conv3x3(x, wg.pack_weight(winograd_weight(conv.weight)), conv.bias, None, False, 8)
+        _close(y, conv(x))
+
+
+def test_the_per_convolution_benchmark():
+    from hrnet_mm.bench import format_winograd_probe, winograd_probe
+    said = []
+    res = winograd_probe(shapes=((8, 12, 20), (18, 8, 8)), repeats=1, progress=said.append)
+    assert said == ['winograd convolution 8 channels at 12x20',
+                    'winograd convolution 18 channels at 8x8']
+    r = res['convs']['8x12x20']
+    assert r['direct_ms'] > 0 and r['winograd_ms'] > 0 and 0 < r['max_rel_diff'] <= 1e-4
+    assert r['speedup'] == pytest.approx(r['direct_ms'] / r['winograd_ms'], rel=0.01)
+    table = format_winograd_probe(res).splitlines()
+    assert table[2] == '| channels | map | direct ms | Winograd ms | speed-up | max diff / max output |'
+    assert table[4].startswith('| 8 | 12x20 | ') and table[5].startswith('| 18 | 8x8 | ')

@@ -25,7 +25,8 @@ from typing import Callable
 import torch
 
 from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
-                            format_table, run, winograd_conflicts)
+                            format_table, format_winograd_probe, run, winograd_conflicts,
+                            winograd_probe)
 from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
@@ -36,11 +37,14 @@ FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--model', default='backbone',
-                   choices=['backbone', 'faster_rcnn', 'conv_widths'],
+                   choices=['backbone', 'faster_rcnn', 'conv_widths', 'winograd_convs'],
                    help='backbone: HRNetV2 against the stock HRNets (--refs); faster_rcnn: the '
                         'whole detector\'s training step against mmdet\'s HRNetV2p and R-50-FPN '
                         'detectors (hrnet_mm/bench_det.py); conv_widths: one 3x3 conv + BN + '
-                        'ReLU step per channel width (--batch, --size, --precision)')
+                        'ReLU step per channel width (--batch, --size, --precision); '
+                        'winograd_convs: each of HRNet\'s 3x3 stride-1 convolution shapes at '
+                        '512x1024, direct against Winograd (fp32 CPU inference; --batch, '
+                        '--repeats)')
     p.add_argument('--arch', default='w18', choices=list(ARCH_ZOO))
     p.add_argument('--representation', default='branches', choices=list(REPRESENTATIONS))
     p.add_argument('--batch', type=int_at_least(1), default=1)
@@ -89,6 +93,11 @@ def parse_args(argv=None):
         flags = dict(precision='--fast-precision' if args.fast_precision else '--precision')
         p.error('--winograd: fp32 inference of the backbone on the CPU only; here '
                 + ', '.join(f'{flags.get(k, "--" + k)} {v}' for k, v in wrong.items()))
+    if args.model == 'winograd_convs':
+        wrong = winograd_conflicts(args.device, args.precision, ['infer'])
+        if wrong:
+            p.error('--model winograd_convs: fp32 on the CPU only; here '
+                    + ', '.join(f'--{k} {v}' for k, v in wrong.items()))
     check_out_file(p, args.out)
     return args
 
@@ -164,7 +173,9 @@ def main(argv=None) -> int:
             print(f'\nwritten so far: {args.out}')
         raise
     progress.done()
-    if args.model != 'conv_widths':
+    if args.model == 'winograd_convs':
+        print(format_winograd_probe(results))
+    elif args.model != 'conv_widths':
         print(format_table(results))
     save(results)
     print(f'\nwritten: {args.out}')
@@ -179,6 +190,8 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None],
                                    device=args.device, repeats=args.repeats, progress=progress)
         print(json.dumps(results['ms']))
         return results
+    if args.model == 'winograd_convs':
+        return winograd_probe(batch=args.batch, repeats=args.repeats, progress=progress)
     if args.model == 'faster_rcnn':
         from hrnet_mm.bench_det import run_faster_rcnn
         return run_faster_rcnn(arch=args.arch, batch=args.batch, size=args.size,

@@ -20,7 +20,6 @@ Example:
     >>> summary['train']['persons'] > 0
     True
 """
-import glob
 import json
 import os
 import os.path as osp
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from ..folders import publish, start_partial
 from .roots import split_datasets
 
 CLASSES = ('person', 'box', 'disc')
@@ -227,10 +227,7 @@ def ensure_generated(root: str = DEMO_ROOT) -> Dict[str, Dict[str, int]]:
     if is_complete(root):
         return {}
     root = osp.normpath(root)
-    for stale in glob.glob(f'{root}.partial-*') + glob.glob(f'{root}.incomplete-*'):
-        if not _running(stale.rsplit('-', 1)[-1]):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-    partial = f'{root}.partial-{os.getpid()}'
+    partial = start_partial(root, leftovers=('partial', 'incomplete'))
     counts = generate(partial)
     if osp.exists(root) and not is_complete(root):
         aside = f'{root}.incomplete-{os.getpid()}'
@@ -239,24 +236,11 @@ def ensure_generated(root: str = DEMO_ROOT) -> Dict[str, Dict[str, int]]:
         except OSError:
             pass  # another process moved it first
         shutil.rmtree(aside, ignore_errors=True)
-    try:
-        os.rename(partial, root)
-    except OSError:
-        shutil.rmtree(partial, ignore_errors=True)
+    if not publish(partial, root):
         if not is_complete(root):
-            raise
+            raise OSError(f'{root}: could not rename {partial} into place')
         return {}  # another process was first
     return counts
-
-
-def _running(pid: str) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def prepare_demo_data(cfg: Optional[Mapping] = None) -> List[str]:
