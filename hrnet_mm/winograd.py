@@ -86,13 +86,12 @@ def _tiles(h: int, w: int) -> Tuple[int, int]:
 
 def input_transform(x: torch.Tensor) -> torch.Tensor:
     """``B^T d B`` of every 6x6 tile (stride 4) of an NHWC map zero-padded by one pixel, as
-    (36, N * tiles, C) for the batched matrix product."""
+    (36, N * tiles, C) for the batched matrix product (the reference in PyTorch operations)."""
     n, h, w, c = x.shape
     th, tw = _tiles(h, w)
     xp = F.pad(x, (0, 0, 1, TILE * tw + 1 - w, 1, TILE * th + 1 - h))
     s = xp.stride()
-    # the overlapping tiles as a view: (N, tile row, tile column, 6, 6, C); as strided slices
-    # of the padded map instead, inductor took 2.5x as long to compile the same arithmetic
+    # the overlapping tiles as a view: (N, tile row, tile column, 6, 6, C)
     d = xp.as_strided((n, th, tw, 6, 6, c), (s[0], TILE * s[1], TILE * s[2], s[1], s[2], s[3]))
     out = []
     for row in _bt([d[:, :, :, i] for i in range(6)]):
@@ -176,10 +175,13 @@ def _kernel():
                                     verbose=False)
     except Exception as err:  # compiler or ninja missing, or a failed compile
         shutil.rmtree(partial, ignore_errors=True)
-        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        # the compiler's first error, or what is missing, rather than ninja's last words
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        said = next((ln for ln in lines if 'error:' in ln or 'not found' in ln),
+                    lines[-1] if lines else type(err).__name__)
         raise RuntimeError(f'hrnet_mm.winograd: building the CPU kernel in {build} failed '
-                           f'({lines[-1] if lines else type(err).__name__}); it needs a C++ '
-                           f'compiler and ninja, as torch.compile on the CPU does') from err
+                           f'({said}); it needs a C++ compiler and ninja, as torch.compile on '
+                           f'the CPU does') from err
     finally:
         os.environ['PATH'] = path
     publish(partial, str(build))  # or another process was first: its build is the same
@@ -326,6 +328,71 @@ class FusedBasicBlock(nn.Module):
         return self.conv2(self.conv1(x, relu=True), residual=identity, relu=True)
 
 
+class FusedBottlenecks(nn.Sequential):
+    """A folded chain of :class:`~hrnet_mm.models.blocks.Bottleneck` (HRNet's stage 1) whose
+    3x3 convolutions are :class:`WinogradConv2d`: each block's 3x3 convolution applies its
+    ReLU, and its last 1x1 convolution (64 -> 256 channels) is a matrix product accumulated in
+    place into the shortcut, which this chain made itself (the first block's projection, then
+    each block's output), then bias and ReLU in place.
+
+    Why: those 256-channel maps are 32 MiB at 512x1024, above glibc's largest threshold for
+    reusing freed memory, so every fresh one is mapped anew and page-faulted: on the 2-core AMD
+    EPYC of docs/benchmarks.md the 1x1 convolution with its add and ReLU took 42 ms per block,
+    in place 12 ms. The same children and ``state_dict`` as the ``Sequential`` of blocks.
+
+    Example:
+        >>> model.layer1 = FusedBottlenecks(model.layer1)   # as use_winograd(model) does
+    """
+
+    def __init__(self, layer: nn.Sequential) -> None:
+        super().__init__()
+        for name, block in layer.named_children():
+            fused = nn.Module()
+            for part in ('conv1', 'conv2', 'conv3', 'downsample'):
+                setattr(fused, part, getattr(block, part))
+            self.add_module(name, fused)
+        self.train(layer.training)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self):
+            identity = x if block.downsample is None else block.downsample(x)
+            out = block.conv2(block.conv1(x).relu_(), relu=True)
+            # the shortcut is this chain's own (a projection made here, or a block's output)
+            x = _conv1x1_add_relu(block.conv3, out, identity,
+                                  in_place=block.downsample is not None or i > 0)
+        return x
+
+
+def _conv1x1_add_relu(conv: nn.Conv2d, x: torch.Tensor, identity: torch.Tensor,
+                      in_place: bool) -> torch.Tensor:
+    """``relu(conv(x) + identity)``; with ``in_place`` and in fp32 CPU inference on NHWC
+    maps, as a matrix product accumulated into ``identity`` (no new map)."""
+    fast = (in_place and conv.bias is not None and x.device.type == 'cpu'
+            and x.dtype == identity.dtype == conv.weight.dtype == torch.float32
+            and not (torch.is_grad_enabled() and (x.requires_grad or identity.requires_grad
+                                                 or conv.weight.requires_grad))
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and identity.is_contiguous(memory_format=torch.channels_last))
+    if not fast:
+        return (conv(x) + identity).relu_()
+    acc = identity.permute(0, 2, 3, 1).view(-1, identity.shape[1])  # NHWC: views, no copies
+    acc.addmm_(x.permute(0, 2, 3, 1).view(-1, x.shape[1]),
+               conv.weight.view(conv.out_channels, conv.in_channels).t())
+    acc.add_(conv.bias).relu_()
+    return identity
+
+
+def _fusable_bottlenecks(layer: nn.Module) -> bool:
+    from .models.blocks import Bottleneck
+    return (type(layer) is nn.Sequential and len(layer) > 0 and all(
+        type(b) is Bottleneck and isinstance(b.conv2, WinogradConv2d)
+        and all(isinstance(n, nn.Identity) for n in (b.norm1, b.norm2, b.norm3))
+        and type(b.conv1) is type(b.conv3) is nn.Conv2d
+        and b.conv1.kernel_size == b.conv3.kernel_size == (1, 1)
+        and b.conv3.stride == (1, 1) for b in layer))
+
+
 def _fusable_block(block: nn.Module) -> bool:
     from .models.blocks import BasicBlock
     return (type(block) is BasicBlock and isinstance(block.norm1, nn.Identity)
@@ -353,8 +420,9 @@ def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS,
     """Replace every 3x3, stride-1 convolution of ``model`` whose in- and output widths are at
     least ``min_channels`` by a :class:`WinogradConv2d` sharing its weights; with ``fuse``, the
     ReLU and residual add that follow a converted convolution of a folded block or
-    ``Sequential`` are computed in its output transform (:class:`FusedBasicBlock`). In place,
-    returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`): folding
+    ``Sequential`` are computed in its output transform (:class:`FusedBasicBlock`), and a
+    chain of folded bottlenecks adds its 1x1 expansions in place (:class:`FusedBottlenecks`).
+    In place, returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`): folding
     later changes the weights, which the modules notice, but only folded norms are fused.
 
     Example:
@@ -370,6 +438,8 @@ def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS,
             for name, child in list(module.named_children()):
                 if _fusable_block(child):
                     setattr(module, name, FusedBasicBlock(child))
+                elif _fusable_bottlenecks(child):
+                    setattr(module, name, FusedBottlenecks(child))
             if isinstance(module, nn.Sequential):
                 _fuse_relus(module)
     return model

@@ -136,7 +136,9 @@ def test_a_failed_build_says_why_in_one_line(tmp_path, monkeypatch, capsys):
                                        f'a minute on 2 cores) into {build}\n')
     msg = str(err.value)
     assert '\n' not in msg
-    assert msg.startswith(f'hrnet_mm.winograd: building the CPU kernel in {build} failed (')
+    # the compiler's own error, not ninja's "build stopped"
+    assert msg.startswith(f'hrnet_mm.winograd: building the CPU kernel in {build} failed '
+                          f'({broken}:1:2: error: #error this kernel does not compile)')
     assert msg.endswith('); it needs a C++ compiler and ninja, as torch.compile on the CPU does')
 
 
@@ -243,6 +245,7 @@ def test_hrnet_with_winograd_keeps_the_fast_models_outputs():
             assert sum(isinstance(m, wg.FusedBasicBlock) for m in fast.modules()) == \
                 (18 if fuse else 0)
             assert sum(type(m) is BasicBlock for m in fast.modules()) == (0 if fuse else 18)
+            assert isinstance(fast.layer1, wg.FusedBottlenecks) == fuse
             assert fast.state_dict().keys() == folded.state_dict().keys()
             y = fast(x)
             assert max_abs_diff(ref, y) <= 1e-4
@@ -274,6 +277,30 @@ def test_fused_block_and_sequential_equal_the_folded_ones_in_inference_and_train
     assert xg.grad is not None and fast[0].conv1.weight.grad is not None
 
 
+@pytest.mark.parametrize('first_projects', [True, False])
+def test_fused_bottlenecks_add_in_place_only_into_their_own_maps(first_projects):
+    from hrnet_mm.models.blocks import Bottleneck, make_res_layer
+    inplanes = 32 if first_projects else 64  # 64 = 16 x 4: the first block's shortcut is x
+    layer = randomize(make_res_layer(Bottleneck, inplanes, 16, 3, None, dict(type='BN'), False))
+    assert (layer[0].downsample is not None) == first_projects
+    folded = fuse_conv_bn(nn.Sequential(layer))
+    fast = use_winograd(copy.deepcopy(folded))
+    assert isinstance(fast[0], wg.FusedBottlenecks)
+    assert fast.state_dict().keys() == folded.state_dict().keys()
+    x = torch.randn(2, inplanes, 9, 13).contiguous(memory_format=torch.channels_last)
+    kept = x.clone()
+    with torch.no_grad():
+        ref, y = folded(x), fast(x)
+    _close(y, ref)
+    assert torch.equal(x, kept)  # the caller's map is never written
+    assert (y >= 0).all()
+    # gradients: the plain path, equal to the folded chain's
+    y = fast(x.requires_grad_())
+    assert torch.equal(y, folded(x))
+    y.sum().backward()
+    assert x.grad is not None
+
+
 def test_optimize_for_inference_converts_every_3x3_stride_1_convolution():
     model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)
     converted = [m for m in model.modules() if isinstance(m, WinogradConv2d)]
@@ -281,6 +308,7 @@ def test_optimize_for_inference_converts_every_3x3_stride_1_convolution():
     assert {m.in_channels for m in converted} == {64, 48, 96, 192, 384, 256}
     assert not any(type(m) is nn.Conv2d and not wg.unsupported(m) for m in model.modules())
     assert sum(isinstance(m, wg.FusedBasicBlock) for m in model.modules()) == 104
+    assert isinstance(model.layer1, wg.FusedBottlenecks)
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in converted)
     assert not any(m.bias is None for m in converted)  # BN folded into them first
     with pytest.raises(ValueError, match='^winograd=True and compile=True do not combine'):
