@@ -440,8 +440,9 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     the fast HRNetV2 with its channels padded to that multiple (:mod:`hrnet_mm.padding`, an
     HRNet-specific path that the stock model has no counterpart of); ``winograd`` adds the
     fast HRNetV2 inferring with Winograd convolutions (:mod:`hrnet_mm.winograd`; fp32 on the
-    CPU; eager with the other fast paths, its transforms compiled, and set against the stock
-    row with every fast path, compiling included); ``with_cp`` adds a training row.
+    CPU with AVX2; eager with the other fast paths, its C++ kernel built on first use, and set
+    against the stock row with every fast path, compiling included); ``with_cp`` adds a
+    training row.
     ``profile`` adds :func:`profile_step`'s figures for every row. ``save`` (if given) gets
     the results measured so far after each round of repeats and each row's memory or
     profile, with ``partial`` saying how far the run got: a run cut short (a time limit)

@@ -20,6 +20,12 @@ processes. Outputs differ from the direct convolution by float rounding (about 1
 output's range per convolution; a whole HRNetV2-W48 within 1e-4). :func:`winograd_conv2d`
 with ``reference=True`` computes the same in PyTorch operations (slow: for checking).
 
+:func:`use_winograd` converts a folded model's convolutions and fuses what follows them:
+each BasicBlock's two ReLUs and its residual add go into the kernel's output pass
+(:class:`FusedBasicBlock`), and stage 1's bottlenecks accumulate their 1x1 expansions in place
+into their shortcut maps (:class:`FusedBottlenecks`), whose 32 MiB would otherwise be mapped
+and page-faulted anew on every call.
+
 Where the transform does not apply, :class:`WinogradConv2d` computes the direct convolution
 with the same weights: autocast or a dtype other than float32 (the transforms' coefficients,
 up to 8, amplify rounding; not measured in reduced precision), gradients needed (training), a
