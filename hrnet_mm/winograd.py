@@ -428,8 +428,9 @@ def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS,
     ReLU and residual add that follow a converted convolution of a folded block or
     ``Sequential`` are computed in its output transform (:class:`FusedBasicBlock`), and a
     chain of folded bottlenecks adds its 1x1 expansions in place (:class:`FusedBottlenecks`).
-    In place, returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`): folding
-    later changes the weights, which the modules notice, but only folded norms are fused.
+    In place, returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`):
+    folding later changes the weights, which the modules notice, but only folded norms are
+    fused.
 
     Example:
         >>> model = use_winograd(fuse_conv_bn(HRNetV2(arch='w48')))

@@ -421,5 +421,6 @@ def test_the_per_convolution_benchmark():
     assert r['direct_ms'] > 0 and r['winograd_ms'] > 0 and 0 < r['max_rel_diff'] <= 1e-4
     assert r['speedup'] == pytest.approx(r['direct_ms'] / r['winograd_ms'], rel=0.01)
     table = format_winograd_probe(res).splitlines()
-    assert table[2] == '| channels | map | direct ms | Winograd ms | speed-up | max diff / max output |'
+    assert table[2] == ('| channels | map | direct ms | Winograd ms | speed-up | '
+                        'max diff / max output |')
     assert table[4].startswith('| 8 | 12x20 | ') and table[5].startswith('| 18 | 8x8 | ')

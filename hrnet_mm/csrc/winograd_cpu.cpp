@@ -124,7 +124,8 @@ void multiply(const float* V, const float* U, const Shape& s, float* M) {
       const float* Vt = Vk + t * s.cp;
       float* Mt = Mk + t * s.cop;
       int co = 0;
-      for (; co + NB <= s.cop; co += NB) product<3>(Vt, s.cp, Uk + co * s.cin, Mt + co, s.cop, s.cin);
+      for (; co + NB <= s.cop; co += NB)
+        product<3>(Vt, s.cp, Uk + co * s.cin, Mt + co, s.cop, s.cin);
       if (s.cop - co == 2 * VL) product<2>(Vt, s.cp, Uk + co * s.cin, Mt + co, s.cop, s.cin);
       else if (s.cop - co == VL) product<1>(Vt, s.cp, Uk + co * s.cin, Mt + co, s.cop, s.cin);
     }
@@ -186,11 +187,13 @@ torch::Tensor conv3x3(const torch::Tensor& x, const torch::Tensor& u,
                 bias->numel() == cout, "winograd: the bias must be float32 of ", cout, " values");
     B = bias->data_ptr<float>();
   }
-  auto out = at::empty({s.n, cout, s.h, s.w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  auto out = at::empty({s.n, cout, s.h, s.w},
+                       x.options().memory_format(at::MemoryFormat::ChannelsLast));
   const float* R = nullptr;
   if (residual.has_value()) {
     TORCH_CHECK(channels_last_float_cpu(*residual) && residual->sizes() == out.sizes(),
-                "winograd: the residual must be a float32 channels_last tensor of the output's shape");
+                "winograd: the residual must be a float32 channels_last tensor of the output's "
+                "shape");
     R = residual->data_ptr<float>();
   }
   if (s.tiles == 0 || cout == 0) return out;
