@@ -424,3 +424,25 @@ def test_the_per_convolution_benchmark():
     assert table[2] == ('| channels | map | direct ms | Winograd ms | speed-up | '
                         'max diff / max output |')
     assert table[4].startswith('| 8 | 12x20 | ') and table[5].startswith('| 18 | 8x8 | ')
+
+
+def test_a_whole_mmseg_segmentor_infers_alike():
+    """What users optimise: the library's model holding HRNetV2 (any 3x3 stride-1 convolution
+    of its head would be converted too; the demo's FCN head has 1x1 ones)."""
+    pytest.importorskip('mmseg')
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(str(Path(__file__).parents[1] / 'configs' / 'seg'
+                              / 'demo_fcn_hrnetv2-w18-small-v1.py'))
+    init_default_scope('mmseg')
+    model = randomize(MODELS.build(cfg.model)).eval()
+    fast = optimize_for_inference(copy.deepcopy(model), winograd=True)
+    assert isinstance(fast.backbone.layer1, wg.FusedBottlenecks)
+    assert not any(type(m) is nn.Conv2d and not wg.unsupported(m) for m in fast.modules())
+    x = torch.rand(1, 3, 96, 160)
+    with torch.no_grad():
+        ref, y = model._forward(x), fast._forward(x)
+    assert y.shape == ref.shape
+    _close(y, ref)
+    assert not torch.equal(y, ref)
