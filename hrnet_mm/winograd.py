@@ -34,9 +34,9 @@ inside a ``torch.compile`` region (:func:`hrnet_mm.fast.optimize_for_inference` 
 combination).
 
 Example:
-    >>> model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)
-    >>> with torch.no_grad():
-    ...     out = model(torch.rand(1, 3, 512, 1024))  # the first use builds the kernel (above)
+    >>> model = optimize_for_inference(HRNetV2(arch='w48'), winograd=True)  # builds the kernel
+    >>> with torch.no_grad():                                                 # once (above)
+    ...     out = model(torch.rand(1, 3, 512, 1024))
 """
 import functools
 import hashlib
@@ -430,16 +430,22 @@ def use_winograd(model: nn.Module, min_channels: int = MIN_CHANNELS,
     chain of folded bottlenecks adds its 1x1 expansions in place (:class:`FusedBottlenecks`).
     In place, returns ``model``. Call it after BN folding (:func:`hrnet_mm.fast.fuse_conv_bn`):
     folding later changes the weights, which the modules notice, but only folded norms are
-    fused.
+    fused. The kernel is built (or imported) here, so that a machine that cannot build it
+    says so when the model is converted rather than at its first inference; on a CPU
+    without AVX2 the converted convolutions compute the direct convolution.
 
     Example:
         >>> model = use_winograd(fuse_conv_bn(HRNetV2(arch='w48')))
     """
+    converted = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child) is nn.Conv2d and not unsupported(child) and \
                     min(child.in_channels, child.out_channels) >= min_channels:
                 setattr(module, name, WinogradConv2d.from_conv(child))
+                converted += 1
+    if converted and not kernel_unsupported():
+        _kernel()  # built or imported now: a missing compiler shows here, not in inference
     if fuse:
         for module in list(model.modules()):
             for name, child in list(module.named_children()):

@@ -446,3 +446,19 @@ def test_a_whole_mmseg_segmentor_infers_alike():
     assert y.shape == ref.shape
     _close(y, ref)
     assert not torch.equal(y, ref)
+
+
+def test_converting_a_model_builds_the_kernel_then_and_there(monkeypatch):
+    """A missing compiler shows when the model is converted, not in its first inference."""
+    def broken():
+        raise RuntimeError('hrnet_mm.winograd: building the CPU kernel in X failed (c++: not '
+                           'found); it needs a C++ compiler and ninja, as torch.compile on the '
+                           'CPU does')
+    monkeypatch.setattr(wg, '_kernel', broken)
+    with pytest.raises(RuntimeError, match=r'failed \(c\+\+: not found\)'):
+        optimize_for_inference(HRNetV2(arch='w18_small_v1'), winograd=True)
+    # nothing to convert, or no AVX2 (the direct convolution then): no build asked for
+    use_winograd(nn.Sequential(nn.Conv2d(3, 8, 1)))
+    monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'DEFAULT')
+    model = use_winograd(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)))
+    assert isinstance(model[0], WinogradConv2d)

@@ -72,7 +72,7 @@ def parse_args(argv=None):
     p.add_argument('--winograd', action='store_true',
                    help='add a row of the fast HRNetV2 inferring with Winograd F(4x4, 3x3) '
                         'convolutions (hrnet_mm.winograd; fp32, CPU with AVX2; eager, a C++ '
-                        'kernel built on first use; set against the stock row with all of '
+                        'kernel built once per machine; set against the stock row with all of '
                         '--fast)')
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
