@@ -321,7 +321,9 @@ class FusedBasicBlock(nn.Module):
     children as the block minus its (folded) norms and its ReLU, so the same ``state_dict``.
 
     Example:
-        >>> block = FusedBasicBlock(use_winograd_convs(fuse_conv_bn(BasicBlock(32, 32))))
+        >>> seq = use_winograd(fuse_conv_bn(nn.Sequential(BasicBlock(32, 32))))
+        >>> type(seq[0]).__name__
+        'FusedBasicBlock'
     """
 
     def __init__(self, block: nn.Module) -> None:
