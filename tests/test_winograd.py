@@ -4,6 +4,7 @@ import copy
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -462,3 +463,21 @@ def test_converting_a_model_builds_the_kernel_then_and_there(monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, 'get_cpu_capability', lambda: 'DEFAULT')
     model = use_winograd(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)))
     assert isinstance(model[0], WinogradConv2d)
+
+
+@pytest.mark.slow
+def test_processes_building_at_once_all_get_the_kernel(tmp_path):
+    """Processes starting together (distributed inference) on a fresh machine each build in a
+    folder of their own; one build is published, nothing partial is left (two builds: about
+    1.5 minutes on 2 cores)."""
+    code = ('import torch\nfrom hrnet_mm import winograd as wg\nk = wg._kernel()\n'
+            'x = torch.ones(1, 8, 4, 4).contiguous(memory_format=torch.channels_last)\n'
+            'u = wg.pack_weight(wg.winograd_weight(torch.ones(8, 8, 3, 3)))\n'
+            'print(k.conv3x3(x, u, None, None, False, 8)[0, 0, 1, 1].item())\n')
+    env = dict(os.environ, HRNET_MM_CACHE=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, '-c', code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert [out.strip() for out, _ in outs] == ['72.0', '72.0']  # 8 channels x 9 taps
+    assert [p.name for p in tmp_path.iterdir()] == [wg.cache_dir().name]
