@@ -223,10 +223,22 @@ def winograd_conv2d(x: torch.Tensor, u: torch.Tensor, bias: Optional[torch.Tenso
     n, _, h, w = x.shape
     nhwc = x.permute(0, 2, 3, 1)  # a view for channels_last input; copied otherwise
     y = output_transform(torch.bmm(input_transform(nhwc), u), n, h, w, bias)
-    y = y.permute(0, 3, 1, 2)
+    return _add_relu(y.permute(0, 3, 1, 2), residual, relu)
+
+
+def _add_relu(y: torch.Tensor, residual: Optional[torch.Tensor], relu: bool) -> torch.Tensor:
+    """What the kernel's output pass adds, in PyTorch operations: ``y + residual``, ReLU."""
     if residual is not None:
         y = y + residual
     return y.relu() if relu else y
+
+
+def _fp32_cpu_inference(*tensors: torch.Tensor) -> bool:
+    """Whether ``tensors`` are float32 CPU tensors in an inference call, where this module's
+    paths apply: no gradients needed, no CPU autocast, not inside ``torch.compile``."""
+    return (all(t.device.type == 'cpu' and t.dtype == torch.float32 for t in tensors)
+            and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling())
 
 
 def _conv(x, packed, bias, residual, relu, cout):
@@ -274,12 +286,7 @@ class WinogradConv2d(nn.Conv2d):
 
     def uses_winograd(self, x: torch.Tensor) -> bool:
         """Whether ``forward(x)`` takes the Winograd path (else the direct convolution)."""
-        return (x.device.type == 'cpu' and x.dtype == torch.float32 and x.dim() == 4
-                and self.weight.dtype == torch.float32
-                and not torch.is_autocast_enabled('cpu')
-                and not (torch.is_grad_enabled()
-                         and (x.requires_grad or self.weight.requires_grad))
-                and not torch.compiler.is_compiling()
+        return (x.dim() == 4 and _fp32_cpu_inference(x, self.weight)
                 and not kernel_unsupported())
 
     #: Whether the output goes through a ReLU (:func:`use_winograd` sets it where a ReLU
@@ -292,10 +299,7 @@ class WinogradConv2d(nn.Conv2d):
         :attr:`fused_relu`): one pass with the Winograd kernel, three on the direct path."""
         relu = self.fused_relu if relu is None else relu
         if not self.uses_winograd(x):
-            y = super().forward(x)
-            if residual is not None:
-                y = y + residual
-            return y.relu() if relu else y
+            return _add_relu(super().forward(x), residual, relu)
         return _conv(x, self._packed(), self.bias, residual, relu, self.out_channels)
 
 
@@ -375,11 +379,7 @@ def _conv1x1_add_relu(conv: nn.Conv2d, x: torch.Tensor, identity: torch.Tensor,
                       in_place: bool) -> torch.Tensor:
     """``relu(conv(x) + identity)``; with ``in_place`` and in fp32 CPU inference on NHWC
     maps, as a matrix product accumulated into ``identity`` (no new map)."""
-    fast = (in_place and conv.bias is not None and x.device.type == 'cpu'
-            and x.dtype == identity.dtype == conv.weight.dtype == torch.float32
-            and not (torch.is_grad_enabled() and (x.requires_grad or identity.requires_grad
-                                                 or conv.weight.requires_grad))
-            and not torch.is_autocast_enabled('cpu') and not torch.compiler.is_compiling()
+    fast = (in_place and conv.bias is not None and _fp32_cpu_inference(x, identity, conv.weight)
             and x.is_contiguous(memory_format=torch.channels_last)
             and identity.is_contiguous(memory_format=torch.channels_last))
     if not fast:
