@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import compiling
 from .complexity import count
+from .cuda_graphs import CUDAGraphed
 from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
 from .padding import pad_channels as pad_model_channels
@@ -377,7 +378,10 @@ def _compiled(model: nn.Module, fast: Sequence[str]) -> nn.Module:
     CPU, oneDNN convolutions with prepacked weights and fused bias / ReLU / add; inference only,
     a training step compiles as with ``compile``); ``cudagraphs``: inductor with CUDA graphs
     (``reduce-overhead``), which replays a static-shape step without its thousands of kernel
-    launches."""
+    launches; ``graphs``: the eager model's CUDA graphs, no compiling
+    (:class:`~hrnet_mm.cuda_graphs.CUDAGraphed`)."""
+    if 'graphs' in fast:
+        return CUDAGraphed(model)
     if 'cudagraphs' in fast:
         return compiling.compile(model, mode='reduce-overhead')
     if 'freeze' in fast:
@@ -738,17 +742,20 @@ def _padding_effect(results: dict) -> List[str]:
     return out
 
 
-#: Fast paths that compile: their first call includes the compile (and CUDA graph capture).
-COMPILING = ('compile', 'freeze', 'cudagraphs')
+#: Fast paths whose first call does more than a step: compiling, or capturing CUDA graphs.
+#: The Winograd row leaves them out: its C++ kernel is neither traced by inductor nor run on a
+#: GPU.
+COMPILING = ('compile', 'freeze', 'cudagraphs', 'graphs')
 
 
 def _first_calls(rows: List[dict]) -> List[str]:
-    """One line with the first call of each compiled row: what compiling costs before the
-    speed shows (JSON files of earlier runs have no such figures)."""
+    """One line with the first call of each compiled or graphed row: what compiling or
+    capturing costs before the speed shows (JSON files of earlier runs have no such figures)."""
     parts = [f"{r['name']} {mode} {sec:.1f} s" for r in rows
              for mode, sec in (r.get('first_call_s') or {}).items()
              if any(c in r['name'] for c in COMPILING)]
-    return ['', 'First call, compiling included: ' + '; '.join(parts)] if parts else []
+    return (['', 'First call, compiling or graph capture included: ' + '; '.join(parts)]
+            if parts else [])
 
 
 def format_table(results: dict) -> str:

@@ -20,6 +20,7 @@ import torch.nn as nn
 from . import compiling
 from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, measure_rows,
                     randomize_weights, snapshot)
+from .cuda_graphs import CUDAGraphed
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .weights.layouts import convert_state_dict
@@ -97,6 +98,17 @@ def _train_step(model: nn.Module, data: dict, device: torch.device,
     return step
 
 
+def _graph_features(detector: nn.Module) -> None:
+    """The detector's backbone and neck (what ``extract_feat`` runs) as CUDA graphs, in place.
+    Registered as a child (``graphed_features``), so that ``train()`` / ``eval()`` reach the
+    graphed module's own mode, which selects its graph; its parameters are the detector's."""
+    parts = [detector.backbone] + ([detector.neck] if detector.with_neck else [])
+    detector.graphed_features = graphed = CUDAGraphed(nn.Sequential(*parts))
+    # a bound method, stored as a plain instance attribute, shadows the class's method (a
+    # module assigned there would be registered as a child and leave the method in place)
+    detector.extract_feat = graphed.__call__
+
+
 def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (800, 1216),
                     precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
                     repeats: int = 5, memory: bool = True, profile: bool = False,
@@ -107,15 +119,17 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
     :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector).
 
     ``pad_channels`` adds hrnet_mm's channels_last detector with its backbone's widths
-    padded to that multiple (:mod:`hrnet_mm.padding`). ``compile`` (``'compile'`` or
-    ``'cudagraphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm, padded) with
-    backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'`` replaying
-    them as CUDA graphs (``mode='reduce-overhead'``): the image size is fixed here, as in
-    mmdet's COCO recipe batches of one shape, so the graphs are static. ``save``: as in
+    padded to that multiple (:mod:`hrnet_mm.padding`). ``compile`` (``'compile'``,
+    ``'cudagraphs'`` or ``'graphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm,
+    padded) with backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'``
+    replaying them as CUDA graphs (``mode='reduce-overhead'``), ``'graphs'`` replaying the
+    eager ones as CUDA graphs (:class:`~hrnet_mm.cuda_graphs.CUDAGraphed`, no compiling): the
+    image size is fixed here, as in mmdet's COCO recipe batches of one shape, so the graphs
+    are static. ``save``: as in
     :func:`hrnet_mm.bench.run`, the results so far after each round and each row's memory or
     profile."""
-    if compile not in (None, 'compile', 'cudagraphs'):
-        raise ValueError(f"compile={compile!r}: None, 'compile' or 'cudagraphs'")
+    if compile not in (None, 'compile', 'cudagraphs', 'graphs'):
+        raise ValueError(f"compile={compile!r}: None, 'compile', 'cudagraphs' or 'graphs'")
     if precision not in PRECISIONS:
         raise ValueError(f'precision={precision!r}; allowed: {list(PRECISIONS)}')
     dev = torch.device(device)
@@ -151,8 +165,12 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
         for name in [f'{STOCK} [channels_last]'] + eager:
             fast_name = f'{name[:-1]}, {compile}]'
             models[fast_name] = model = copy.deepcopy(models[name])
-            model.extract_feat = compiling.compile(
-                model.extract_feat, mode='reduce-overhead' if compile == 'cudagraphs' else None)
+            if compile == 'graphs':
+                _graph_features(model)
+            else:
+                model.extract_feat = compiling.compile(
+                    model.extract_feat,
+                    mode='reduce-overhead' if compile == 'cudagraphs' else None)
             rows[fast_name] = Row(fast_name, precision)
         pairs.update({f'{n[:-1]}, {compile}]': f'{STOCK} [channels_last, {compile}]'
                       for n in eager})

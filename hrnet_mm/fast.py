@@ -16,6 +16,9 @@ Training: ``HRNetV2(channels_last=True)``, ``with_cp=True`` (memory), AMP throug
 ``torch.autocast`` (bf16, or fp16 with the fusion sums accumulated in float32 so they cannot
 overflow) and ``torch.compile(model)`` (the model traces as one graph, ``fullgraph=True``).
 
+On a GPU, training and inference at a fixed input size:
+:class:`hrnet_mm.cuda_graphs.CUDAGraphed` replays each step as CUDA graphs, without compiling.
+
 Example:
     >>> model = optimize_for_inference(HRNetV2(arch='w18'))
     >>> model(torch.rand(1, 3, 512, 1024))[0].shape

@@ -65,10 +65,10 @@ def test_faster_rcnn_benchmark_compiled_rows_pair_with_the_stock_ones():
         compiled[1]: compiled[0], compiled[2]: compiled[0]}
     table = format_table(results)
     assert f'\n{compiled[2]} against {compiled[0]} (the stock model' in table
-    assert 'First call, compiling included: ' in table
+    assert 'First call, compiling or graph capture included: ' in table
 
 
 def test_faster_rcnn_benchmark_refuses_an_unknown_compile_mode():
-    with pytest.raises(ValueError, match=r"^compile='max-autotune': None, 'compile' or "
-                                         r"'cudagraphs'$"):
+    with pytest.raises(ValueError, match=r"^compile='max-autotune': None, 'compile', "
+                                         r"'cudagraphs' or 'graphs'$"):
         run_faster_rcnn('w18', compile='max-autotune')

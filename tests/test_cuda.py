@@ -33,6 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.bench import build_pair, peak_memory_mib
+from hrnet_mm.cuda_graphs import CUDAGraphed
 from hrnet_mm.fast import fuse_conv_bn, optimize_for_inference
 from hrnet_mm.models.blocks import BasicBlock
 from hrnet_mm.models.fusion import FP16_MAX, HRModule
@@ -281,6 +282,71 @@ def test_with_cp_peak_memory_at_most_0_6_of_stock(record_property):
     stock, checkpointed = peak(ref), peak(cp_model)
     record_property('measured', json.dumps(dict(stock_mib=stock, with_cp_mib=checkpointed)))
     assert checkpointed <= 0.6 * stock, (checkpointed, stock)
+
+
+# ---------------------------------------------------------------------- CUDA graphs
+needs_gpu = pytest.mark.skipif(not ON_GPU, reason='CUDA graphs need a GPU')
+
+
+@needs_gpu
+def test_cuda_graphs_inference_replays_the_eager_outputs():
+    """Each call's own input (copied in, not the captured one), a graph per shape."""
+    model = optimize_for_inference(_model('v2'))
+    graphed = CUDAGraphed(copy.deepcopy(model))
+    with torch.inference_mode(), tf32(False):
+        for x in (_x(2, 3, 128, 160, seed=1), _x(2, 3, 128, 160, seed=2),
+                  _x(1, 3, 96, 128, seed=3)):
+            assert max_abs_diff(model(x), [o.clone() for o in graphed(x)]) <= 1e-5
+    assert len(graphed._graphs) == 2
+
+
+@needs_gpu
+def test_cuda_graphs_training_follows_the_eager_model_step_for_step(record_property):
+    """SGD with momentum, BN in training mode: after three steps on three batches the graphed
+    model's weights and BN statistics are the eager one's (capturing's warm-up calls leave
+    no trace in the statistics); bf16 autocast (its weight cache on, as by default) too."""
+    measured = {}
+    for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
+        eager = _model('v2').train()
+        graphed = CUDAGraphed(copy.deepcopy(eager))
+        models = (eager, graphed)
+        optims = [torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in models]
+        losses = [[], []]
+        with tf32(False):
+            for step in range(3):
+                x = _x(2, 3, 128, 128, seed=10 + step)
+                for i, (m, opt) in enumerate(zip(models, optims)):
+                    opt.zero_grad(set_to_none=True)
+                    with autocast(dtype):
+                        outs = m(x)
+                    loss = sum(o.float().square().mean() for o in outs)
+                    loss.backward()
+                    opt.step()
+                    losses[i].append(loss.item())
+        params = [list(eager.parameters()), list(graphed.module.parameters())]
+        buffers = [list(eager.buffers()), list(graphed.module.buffers())]
+        measured[name] = dict(losses=rel([torch.tensor(losses[1])], [torch.tensor(losses[0])]),
+                              params=rel(params[1], params[0]),
+                              buffers=rel(buffers[1], buffers[0]))
+        tol = 1e-4 if dtype is None else 2e-2
+        assert all(v <= tol for v in measured[name].values()), measured
+        assert [b.item() for b in graphed.module.buffers() if b.dtype == torch.long] == \
+            [b.item() for b in eager.buffers() if b.dtype == torch.long]  # num_batches_tracked
+        assert len(graphed._graphs) == 1
+    record_property('measured', json.dumps(measured))
+
+
+@needs_gpu
+def test_cuda_graphs_past_max_graphs_run_eagerly_with_one_warning():
+    model = _model('v2').eval()
+    graphed = CUDAGraphed(copy.deepcopy(model), max_graphs=1)
+    with torch.no_grad(), tf32(False):
+        graphed(_x(1, 3, 64, 64))
+        with pytest.warns(UserWarning, match=r'^CUDAGraphed: 1 graphs captured \(max_graphs\); '
+                                             r'input shape \(1, 3, 96, 96\)'):
+            out = graphed(_x(1, 3, 96, 96))
+        assert max_abs_diff(model(_x(1, 3, 96, 96)), out) <= 1e-5
+    assert len(graphed._graphs) == 1
 
 
 # ---------------------------------------------------------------------- the demo configs

@@ -386,11 +386,13 @@ def test_benchmark_reports_the_first_call_of_compiled_rows():
             dict(name='hrnet_mm fast [channels_last, compile]', first_call_s={'infer': 65.23,
                                                                               'train': 120.0}),
             dict(name='hrnet_mm fast [channels_last, winograd]',
-                 first_call_s={'output check': 24.96, 'infer': 0.5})]
+                 first_call_s={'output check': 24.96, 'infer': 0.5}),
+            dict(name='mmseg fast [channels_last, graphs]', first_call_s={'train': 2.04})]
     # a Winograd row compiles nothing (its kernel is built once per machine, not per run)
-    assert _first_calls(rows) == ['', 'First call, compiling included: hrnet_mm fast '
-                                      '[channels_last, compile] infer 65.2 s; hrnet_mm fast '
-                                      '[channels_last, compile] train 120.0 s']
+    assert _first_calls(rows) == ['', 'First call, compiling or graph capture included: '
+                                      'hrnet_mm fast [channels_last, compile] infer 65.2 s; '
+                                      'hrnet_mm fast [channels_last, compile] train 120.0 s; '
+                                      'mmseg fast [channels_last, graphs] train 2.0 s']
     assert _first_calls([dict(name='x [compile]')]) == []  # JSON of an earlier run
 
 

@@ -292,6 +292,23 @@ def test_a_bad_number_is_refused_when_the_arguments_are_read(capsys, tool, args,
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
 
 
+@pytest.mark.parametrize('args, error', [
+    (['--fast', 'channels_last', 'graphs', '--device', 'cpu'],
+     '--fast graphs: CUDA graphs need a GPU; here --device cpu'),
+    (['--fast', 'compile', 'graphs'],
+     '--fast compile graphs: at most one of compile, freeze, cudagraphs, graphs'),
+    (['--fast', 'freeze', 'cudagraphs'],
+     '--fast freeze cudagraphs: at most one of compile, freeze, cudagraphs, graphs'),
+])
+def test_benchmark_refuses_fast_paths_that_cannot_run_together_or_here(capsys, args, error):
+    """Not after the models are built (graphs on the CPU), nor one silently dropped (with
+    compile and cudagraphs both given, a detector run compiled with only one of them)."""
+    with pytest.raises(SystemExit) as exit_:
+        _tool_module('benchmark').parse_args(args)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
+
+
 def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)

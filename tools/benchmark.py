@@ -31,7 +31,9 @@ from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
-FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs')
+FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs', 'graphs')
+#: The fast paths that each set how a model runs: at most one of them per run.
+RUNNERS = ('compile', 'freeze', 'cudagraphs', 'graphs')
 
 
 def parse_args(argv=None):
@@ -58,8 +60,10 @@ def parse_args(argv=None):
                    help='fast paths of the extra hrnet_mm row and the stock row with the same '
                         'generic tools (fold: inference only; freeze: torch.compile with '
                         'inductor freezing, for CPU inference; cudagraphs: torch.compile with '
-                        'CUDA graphs, GPU only); with --model faster_rcnn, compile or cudagraphs '
-                        'adds the detectors with backbone and neck compiled')
+                        'CUDA graphs; graphs: CUDA graphs of the eager model, no compiling '
+                        '(hrnet_mm.cuda_graphs); both GPU only); with --model faster_rcnn, '
+                        'compile, cudagraphs or graphs adds the detectors with backbone and neck '
+                        'compiled or graphed')
     p.add_argument('--fast-precision', choices=list(PRECISIONS),
                    help='precision of the fast rows (default: --precision)')
     p.add_argument('--no-stock-fast', action='store_true',
@@ -87,6 +91,11 @@ def parse_args(argv=None):
     if args.pad_channels is not None and args.pad_channels < 2:
         p.error(f'--pad-channels {args.pad_channels}: must be an int >= 2 (e.g. 8)')
     check_device(p, args.device)
+    runners = [f for f in args.fast if f in RUNNERS]
+    if len(runners) > 1:
+        p.error(f'--fast {" ".join(runners)}: at most one of {", ".join(RUNNERS)}')
+    if 'graphs' in args.fast and torch.device(args.device).type != 'cuda':
+        p.error(f'--fast graphs: CUDA graphs need a GPU; here --device {args.device}')
     wrong = winograd_conflicts(args.device, args.fast_precision or args.precision, args.modes,
                                args.model)
     if args.winograd and wrong:
@@ -199,8 +208,7 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None],
                                warmup=args.warmup, repeats=args.repeats,
                                memory=not args.no_memory, profile=args.profile,
                                pad_channels=args.pad_channels,
-                               compile=next((f for f in ('cudagraphs', 'compile')
-                                             if f in args.fast), None),
+                               compile=next((f for f in args.fast if f in RUNNERS), None),
                                progress=progress, save=save)
     return run(arch=args.arch, representation=args.representation, batch=args.batch,
                size=args.size, precision=args.precision, device=args.device,

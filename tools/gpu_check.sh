@@ -100,8 +100,14 @@ fi
 # name | estimated seconds on an H100 | arguments (GPU) | arguments (dry run)
 # Ordered by what is still unmeasured: the first GPU runs (2026-11-27, docs/benchmarks.md)
 # measured seg_w48_bf16, infer_w48, pose_w32_fp32 and conv_widths, and found the eager steps
-# launch-bound (the GPU idle 30-40% of a channels_last step), so CUDA graphs come first.
+# launch-bound (the GPU idle 30-40% of a channels_last step), so CUDA graphs come first: the
+# eager model's (`graphs`, captured in seconds), then inductor's (`cudagraphs`, minutes of
+# compiling each).
 CASES=(
+  "seg_w48_graphs|60|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last graphs --warmup 3 --repeats 5 --no-memory|"
+  "infer_w48_graphs|45|--arch w48 --representation v2 --refs mmseg --batch 1 --size 1024 2048 --modes infer --precision fp32 --fast fold channels_last graphs --fast-precision bf16 --warmup 3 --repeats 10 --no-memory|"
+  "pose_w32_graphs|45|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last graphs --warmup 3 --repeats 8 --no-memory|"
+  "det_w18_graphs|70|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --fast channels_last graphs --pad-channels 8 --warmup 3 --repeats 10 --no-memory|"
   "det_w18_fp32|50|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision fp32 --pad-channels 8 --warmup 2 --repeats 10|--model faster_rcnn --arch w18 --batch 1 --size 128 160 --pad-channels 8 --warmup 0 --repeats 1 --no-memory"
   "det_w18_cudagraphs|200|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --fast channels_last cudagraphs --warmup 3 --repeats 10 --no-memory|"
   "seg_w48_cudagraphs|200|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last cudagraphs --warmup 3 --repeats 5 --no-memory|"
