@@ -53,11 +53,35 @@ done
 # --mmcv-cuda: also build mmcv's CUDA ops here, for the GPU machine, into DIR/cuda;
 # tools/gpu_check.sh then installs it instead of building there, which saves ~5 minutes of GPU
 # time (if it does not work there, tools/install.sh builds from source after all). Needs
-# GPU_ENV_PYTHON: a Python 3.12 with that machine's torch (2.11, CUDA 13.0), nvcc 13.x, and
-# TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200). Slow on 2 cores: 28 minutes here
+# nvcc 13.x, TORCH_CUDA_ARCH_LIST (default 9.0: H100/H200) and a Python 3.12 with that
+# machine's torch (2.11, CUDA 13.0): GPU_ENV_PYTHON, or else one made here once, in
+# GPU_ENV_DIR (default ~/.cache/hrnet_mm/gpu-env-py3.12-torch2.11.0): a venv of python3.12
+# (GPU_ENV_BASE_PYTHON) with torch 2.11.0 from PyPI (the +cu130 build, with CUDA 13's headers
+# in its nvidia wheels; about 3 GB, a minute here). Slow on 2 cores: 28 minutes here
 # (2026-11-26, 136 compile units); the wheel is 6 MB.
+gpu_env() {  # -> the Python of a venv with the GPU machine's torch, made once
+  local torch_version=${GPU_TORCH_VERSION:-2.11.0}
+  local env=${GPU_ENV_DIR:-$HOME/.cache/hrnet_mm/gpu-env-py$PYVER-torch$torch_version}
+  local base=${GPU_ENV_BASE_PYTHON:-}
+  if ! "$env/bin/python" -c "import torch, wheel, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
+    if [ -z "$base" ]; then  # python3.12 on the PATH, or a pyenv one (its shim may not run)
+      for candidate in "python$PYVER" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$PYVER"*/bin/python"$PYVER"; do
+        if "$candidate" -c '' 2>/dev/null; then base=$candidate; break; fi
+      done
+    fi
+    [ -n "$base" ] || {
+      echo "gpu_wheels: no python$PYVER here to make the GPU environment with (set GPU_ENV_BASE_PYTHON or GPU_ENV_PYTHON)" >&2
+      exit 1; }
+    echo "gpu_wheels: making $env (python $PYVER, torch $torch_version; once)" >&2
+    "$base" -m venv "$env" && "$env/bin/python" -m pip install -q --disable-pip-version-check \
+      "torch==$torch_version" "setuptools==80.10.2" wheel >&2 || {
+      echo "gpu_wheels: could not make $env (pip's messages above)" >&2; exit 1; }
+  fi
+  echo "$env/bin/python"
+}
+
 if [ "$MMCV_CUDA" = 1 ]; then
-  GPY=${GPU_ENV_PYTHON:?set GPU_ENV_PYTHON to a Python 3.12 with the GPU machine\'s torch}
+  if [ -n "${GPU_ENV_PYTHON:-}" ]; then GPY=$GPU_ENV_PYTHON; else GPY=$(gpu_env); fi
   SRC=$(mktemp -d)
   trap 'rm -rf "$SRC"' EXIT
   tar -xzf "$DIR"/mmcv-*.tar.gz -C "$SRC"
