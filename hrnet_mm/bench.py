@@ -484,7 +484,7 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         padded = ', '.join([*fast, f'pad {pad_channels}'])
         fast_names['padded'] = f'hrnet_mm fast [{padded}]{suffix}'
     # the Winograd model runs eagerly: its kernel is C++, which torch.compile does not trace
-    winograd_paths = [*(f for f in fast if f not in COMPILING), 'winograd']
+    winograd_paths = [*(f for f in fast if f not in RUNNERS), 'winograd']
     if winograd:
         fast_names['winograd'] = f'hrnet_mm fast [{", ".join(winograd_paths)}]{suffix}'
 
@@ -742,10 +742,10 @@ def _padding_effect(results: dict) -> List[str]:
     return out
 
 
-#: Fast paths whose first call does more than a step: compiling, or capturing CUDA graphs.
-#: The Winograd row leaves them out: its C++ kernel is neither traced by inductor nor run on a
-#: GPU.
-COMPILING = ('compile', 'freeze', 'cudagraphs', 'graphs')
+#: Fast paths that set how a model runs, compiled or replayed as CUDA graphs (at most one per
+#: run): their first call does more than a step. The Winograd row leaves them out: its C++
+#: kernel is neither traced by inductor nor run on a GPU.
+RUNNERS = ('compile', 'freeze', 'cudagraphs', 'graphs')
 
 
 def _first_calls(rows: List[dict]) -> List[str]:
@@ -753,7 +753,7 @@ def _first_calls(rows: List[dict]) -> List[str]:
     capturing costs before the speed shows (JSON files of earlier runs have no such figures)."""
     parts = [f"{r['name']} {mode} {sec:.1f} s" for r in rows
              for mode, sec in (r.get('first_call_s') or {}).items()
-             if any(c in r['name'] for c in COMPILING)]
+             if any(c in r['name'] for c in RUNNERS)]
     return (['', 'First call, compiling or graph capture included: ' + '; '.join(parts)]
             if parts else [])
 

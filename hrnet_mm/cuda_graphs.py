@@ -35,7 +35,7 @@ Example:
 """
 import contextlib
 import warnings
-from typing import Any, Callable, Dict, Iterator, Tuple
+from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -43,13 +43,24 @@ import torch.nn as nn
 __all__ = ['CUDAGraphed']
 
 
-def _signature(module: nn.Module, x: torch.Tensor) -> Tuple:
+class Signature(NamedTuple):
     """What a captured graph is valid for: a call with another signature needs its own."""
+    shape: Tuple[int, ...]
+    stride: Tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    training: bool
+    autocast: Optional[torch.dtype]
+    grads: bool  # a backward graph too
+    inference_mode: bool
+
+
+def _signature(module: nn.Module, x: torch.Tensor) -> Signature:
     autocast = (torch.get_autocast_dtype('cuda') if torch.is_autocast_enabled('cuda')
                 else None)
     grads = torch.is_grad_enabled() and any(p.requires_grad for p in module.parameters())
-    return (tuple(x.shape), x.stride(), x.dtype, x.device, module.training, autocast, grads,
-            torch.is_inference_mode_enabled())
+    return Signature(tuple(x.shape), x.stride(), x.dtype, x.device, module.training, autocast,
+                     grads, torch.is_inference_mode_enabled())
 
 
 @contextlib.contextmanager
@@ -102,7 +113,7 @@ class CUDAGraphed(nn.Module):
         self.module = module
         self.warmup = warmup
         self.max_graphs = max_graphs
-        self._graphs: Dict[Tuple, Callable[[torch.Tensor], Any]] = {}
+        self._graphs: Dict[Signature, Callable[[torch.Tensor], Any]] = {}
         self._warned = False
 
     def forward(self, x: torch.Tensor) -> Any:
@@ -124,7 +135,7 @@ class CUDAGraphed(nn.Module):
                 return self.module(x)
             with torch.cuda.device(x.device), _buffers_kept(self.module), \
                     _capturable_autocast():
-                capture = self._capture_training if key[6] else self._capture_inference
+                capture = self._capture_training if key.grads else self._capture_inference
                 run = self._graphs[key] = capture(x)
         return run(x)
 

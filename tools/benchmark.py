@@ -24,16 +24,14 @@ from typing import Callable
 
 import torch
 
-from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, conv_width_probe,
+from hrnet_mm.bench import (PRECISIONS, REFERENCE_REPRESENTATIONS, RUNNERS, conv_width_probe,
                             format_table, format_winograd_probe, run, winograd_conflicts,
                             winograd_probe)
 from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
-FAST = ('fold', 'channels_last', 'compile', 'freeze', 'cudagraphs', 'graphs')
-#: The fast paths that each set how a model runs: at most one of them per run.
-RUNNERS = ('compile', 'freeze', 'cudagraphs', 'graphs')
+FAST = ('fold', 'channels_last', *RUNNERS)
 
 
 def parse_args(argv=None):
