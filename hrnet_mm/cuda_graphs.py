@@ -111,6 +111,7 @@ class CUDAGraphed(nn.Module):
             raise ValueError(f'CUDAGraphed: warmup={warmup}, max_graphs={max_graphs}; '
                              'both must be >= 1')
         self.module = module
+        self.training = module.training  # the wrapped module's mode, set without recursing
         self.warmup = warmup
         self.max_graphs = max_graphs
         self._graphs: Dict[Signature, Callable[[torch.Tensor], Any]] = {}

@@ -50,3 +50,21 @@ def padded_parts(model) -> dict:
             mask[tuple(slice(0, n) for n in shape)] = False
             parts[f'{name}.{t_name}'] = t[mask]
     return parts
+
+
+class EagerStandIn(nn.Module):
+    """:class:`~hrnet_mm.cuda_graphs.CUDAGraphed`'s place on the CPU: the module run eagerly,
+    the mode of each call recorded. What the GPU run relies on besides the graphs themselves:
+    the row names the GPU report judges, the stock pairs, and every call going through the
+    wrapper."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+        self.training = module.training
+        self.calls = []
+
+    def forward(self, x):
+        self.calls.append('train' if self.module.training else 'infer')
+        return self.module(x)
+

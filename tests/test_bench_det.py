@@ -1,9 +1,19 @@
 """The Faster R-CNN training-step benchmark: real configs, same weights, same features."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
+from helpers import EagerStandIn
 
+import hrnet_mm.bench_det as bench_det
 from hrnet_mm.bench import format_table
 from hrnet_mm.bench_det import OURS, RESNET, STOCK, build_detectors, run_faster_rcnn
+
+spec = importlib.util.spec_from_file_location(
+    'gpu_report', Path(__file__).resolve().parents[1] / 'tools/gpu_report.py')
+gpu_report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu_report)
 
 
 def test_detectors_share_weights_and_compute_the_same_features():
@@ -24,24 +34,38 @@ def test_detectors_share_weights_and_compute_the_same_features():
     assert type(models[RESNET].backbone).__name__ == 'ResNet'
 
 
-def test_faster_rcnn_benchmark_runs_every_row():
+def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
+    """Every row, the graphed ones included (``--fast channels_last graphs`` on a GPU; here
+    the graphs replaced by eager runs: the backbone and neck of each go through the wrapper,
+    in training mode, and the rows are named as tools/gpu_report.py judges them)."""
+    wrapped = []
+    monkeypatch.setattr(bench_det, 'CUDAGraphed',
+                        lambda m: wrapped.append(EagerStandIn(m)) or wrapped[-1])
     saved = []
     results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
-                              memory=False, pad_channels=8, progress=lambda msg: None,
-                              save=saved.append)
+                              memory=False, pad_channels=8, compile='graphs',
+                              progress=lambda msg: None, save=saved.append)
     # what a run cut short keeps: the timed round, with everything but the last stage
     assert [s['partial'] for s in saved] == ['train: 1 of 1 repeats']
     assert saved[0]['rows'] == results['rows'] and 'partial' not in results
     rows = {r['name']: r for r in results['rows']}
     padded = f'{OURS} [channels_last, pad 8]'
+    graphed = [f'{STOCK} [channels_last, graphs]', f'{OURS} [channels_last, graphs]',
+               f'{OURS} [channels_last, pad 8, graphs]']
     assert list(rows) == [STOCK, OURS, RESNET, f'{STOCK} [channels_last]',
-                          f'{OURS} [channels_last]', padded]
+                          f'{OURS} [channels_last]', padded, *graphed]
     assert all(r['train_img_s'] > 0 for r in rows.values())
+    assert [w.calls for w in wrapped] == [['train']] * 3  # the one timed step of each row
+    assert [type(w.module[0]).__name__ for w in wrapped] == ['HRNet', 'HRNetV2', 'HRNetV2']
+    assert type(wrapped[0].module[1]).__name__ == 'HRFPN' and len(wrapped[1].module) == 1
     assert rows[OURS]['max_abs_diff'] <= 1e-4
     # the padded backbone (18 -> 24, 36 -> 40 channels) gives the same features
     assert rows[padded]['max_abs_diff'] <= 1e-4 and results['pad_channels'] == 8
     assert results['stock_pairs'] == {f'{OURS} [channels_last]': f'{STOCK} [channels_last]',
-                                      padded: f'{STOCK} [channels_last]'}
+                                      padded: f'{STOCK} [channels_last]',
+                                      graphed[1]: graphed[0], graphed[2]: graphed[0]}
+    target = next(t for t in gpu_report.TARGETS if t['case'] == 'det_w18_graphs')
+    assert set(graphed[1:]) <= set(target['ours']) and target['strongest'] == graphed[0]
     effect = rows[padded]['train_img_s'] / rows[f'{OURS} [channels_last]']['train_img_s']
     assert (f'\nChannel padding: {padded} against {OURS} [channels_last] (the same without '
             f'padding): train {effect:.2f}x') in format_table(results)

@@ -1,12 +1,17 @@
 """hrnet_mm.cuda_graphs on the CPU: what a call keys its graph by, the warm-up calls leaving the
 BN statistics as they were, and the one-line refusals. Capturing and replaying run on a GPU:
 tests/test_cuda.py (the graphed model follows the eager one step for step, in fp32 and bf16)."""
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
-from helpers import randomize
+from helpers import EagerStandIn, randomize
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.cuda_graphs import CUDAGraphed, _buffers_kept, _signature
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model():
@@ -27,6 +32,11 @@ def test_signature_tells_apart_what_one_graph_cannot_serve():
         others.append(_signature(model, x))
     others.append(_signature(model.eval(), x))
     assert len({base, *others}) == len(others) + 1
+    # the wrapper takes the mode of what it wraps, without changing any part of it
+    assert not CUDAGraphed(model.eval()).training
+    model.train()
+    model.conv1.eval()
+    assert CUDAGraphed(model).training and not model.conv1.training
 
 
 def test_the_warm_up_calls_of_a_capture_leave_the_bn_statistics_as_they_were():
@@ -52,3 +62,41 @@ def test_refusals_in_one_line():
                                          r'>= 1$'):
         CUDAGraphed(_model(), warmup=0)
 
+
+
+def _gpu_report():
+    spec = importlib.util.spec_from_file_location('gpu_report', ROOT / 'tools/gpu_report.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('case, eager_case, kwargs', [
+    ('seg_w48_graphs', 'seg_w48_bf16',
+     dict(precision='bf16', modes=['train'], fast=['channels_last', 'graphs'])),
+    ('infer_w48_graphs', 'infer_w48',
+     dict(precision='fp32', fast_precision='bf16', modes=['infer'],
+          fast=['fold', 'channels_last', 'graphs'])),
+])
+def test_benchmark_graphs_rows_are_the_ones_the_gpu_report_judges(monkeypatch, case,
+                                                                   eager_case, kwargs):
+    """The GPU check's graphs cases, tiny and on the CPU (graphs replaced by eager runs)."""
+    import hrnet_mm.bench as bench
+    wrapped = []
+    monkeypatch.setattr(bench, 'CUDAGraphed',
+                        lambda m: wrapped.append(EagerStandIn(m)) or wrapped[-1])
+    results = bench.run(arch='w18_small_v1', representation='v2', batch=1, size=(64, 64),
+                        references=['mmseg'], warmup=0, repeats=1, memory=False,
+                        progress=lambda msg: None, **kwargs)
+    mode = kwargs['modes'][0]
+    assert len(wrapped) == 2 and all(w.calls and set(w.calls) == {mode} for w in wrapped)
+    report = _gpu_report()
+    target = next(t for t in report.TARGETS if t['case'] == case)
+    assert target == report.run_as(eager_case, 'graphs')
+    rows = {r['name']: r for r in results['rows']}
+    ours = [n for n in target['ours'] if ', graphs]' in n and n in rows]
+    assert len(ours) == 1 and rows[ours[0]][target['key']] > 0
+    assert rows[target['strongest']][target['key']] > 0
+    assert results['stock_pairs'] == {ours[0]: target['strongest']}
+    got = report.check_target(target, results)
+    assert got['ratio'] > 0 and got['vs_strongest_stock'] > 0
