@@ -21,7 +21,9 @@ so a graphed module's statistics and weights follow an eager one's step for step
 
 What a graph cannot follow: outputs are the graph's own memory, overwritten by the next call
 (clone what you keep across calls); parameters must be updated in place (every torch
-optimizer does) and not replaced; CPU work that depends on values (``.item()``, data-dependent
+optimizer does) and not replaced: ``.to()`` / ``.half()`` of the wrapper drops its graphs (they
+are captured again on the next calls, as they are in a copy), of the wrapped module alone it
+would leave them reading the old memory; CPU work that depends on values (``.item()``, data-dependent
 shapes) cannot be captured; one process, one GPU (DDP needs its own warm-up; not supported).
 Under ``torch.autocast`` the capture turns autocast's weight cache off (CUDA graphs require it),
 and the graph keeps the precision it was captured with.
@@ -139,6 +141,18 @@ class CUDAGraphed(nn.Module):
                 capture = self._capture_training if key.grads else self._capture_inference
                 run = self._graphs[key] = capture(x)
         return run(x)
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .cuda() / .half() give the parameters new memory, which the graphs would go
+        # on reading: they are dropped, and captured again on the next calls.
+        self._graphs.clear()
+        self._warned = False
+        return super()._apply(fn, *args, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # A copy (copy.deepcopy, as EMA hooks make; pickle) has memory of its own: it captures
+        # its own graphs (a CUDA graph cannot be copied or pickled).
+        return dict(super().__getstate__(), _graphs={}, _warned=False)
 
     def _capture_inference(self, x: torch.Tensor) -> Callable[[torch.Tensor], Any]:
         static_x = x.clone()  # the caller's tensor stays the caller's

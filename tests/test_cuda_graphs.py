@@ -1,7 +1,9 @@
 """hrnet_mm.cuda_graphs on the CPU: what a call keys its graph by, the warm-up calls leaving the
 BN statistics as they were, and the one-line refusals. Capturing and replaying run on a GPU:
 tests/test_cuda.py (the graphed model follows the eager one step for step, in fp32 and bf16)."""
+import copy
 import importlib.util
+import pickle
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,27 @@ def test_the_warm_up_calls_of_a_capture_leave_the_bn_statistics_as_they_were():
     assert any(k.endswith('running_mean') for k in changed)
     assert any(k.endswith('num_batches_tracked') for k in changed)
     assert all(torch.equal(b, before[k]) for k, b in model.named_buffers())
+
+
+def test_moving_or_copying_drops_the_graphs_and_keeps_the_model():
+    """A graph reads the memory it was captured with: after .to() / .half() the parameters have
+    new memory (stale graphs would give silently wrong outputs), and a copy (EMA hooks
+    deep-copy the model; pickle) has memory of its own (a CUDA graph cannot be copied)."""
+    def fake_graphs():  # captured graphs hold closures over CUDA graphs: neither copies
+        graphed._graphs = {'signature': lambda x: x}
+        graphed._warned = True
+
+    graphed = CUDAGraphed(_model())
+    fake_graphs()
+    copied = copy.deepcopy(graphed)
+    assert copied._graphs == {} and not copied._warned and graphed._graphs
+    assert torch.equal(copied.module.conv1.weight, graphed.module.conv1.weight)
+    restored = pickle.loads(pickle.dumps(graphed))
+    assert restored._graphs == {} and list(restored.state_dict()) == list(graphed.state_dict())
+    for move in (lambda m: m.double(), lambda m: m.float(), lambda m: m.to('cpu')):
+        fake_graphs()
+        assert move(graphed) is graphed and graphed._graphs == {} and not graphed._warned
+    assert graphed.module.conv1.weight.dtype == torch.float32
 
 
 def test_refusals_in_one_line():
