@@ -23,8 +23,9 @@ What a graph cannot follow: outputs are the graph's own memory, overwritten by t
 (clone what you keep across calls); parameters must be updated in place (every torch
 optimizer does) and not replaced: ``.to()`` / ``.half()`` of the wrapper drops its graphs (they
 are captured again on the next calls, as they are in a copy), of the wrapped module alone it
-would leave them reading the old memory; CPU work that depends on values (``.item()``, data-dependent
-shapes) cannot be captured; one process, one GPU (DDP needs its own warm-up; not supported).
+would leave them reading the old memory; CPU work that depends on values (``.item()``,
+data-dependent shapes) cannot be captured; one process, one GPU (DDP needs its own warm-up; not
+supported).
 Under ``torch.autocast`` the capture turns autocast's weight cache off (CUDA graphs require it),
 and the graph keeps the precision it was captured with.
 
