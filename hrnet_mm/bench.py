@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -341,14 +341,33 @@ def _without_profiler_chatter() -> Iterator[None]:
         print('\n'.join(other), file=sys.stderr, flush=True)
 
 
+def device_work(events: Sequence[Any], cuda: bool) -> List[Any]:
+    """The profiler events that are the device's work: on CUDA its kernels; on the CPU the
+    outermost ``aten::`` operators, those inside no other one (an operator's parent may be no
+    operator: backward's run inside ``autograd::engine::evaluate_function``, and counting
+    only parentless ones left a training step's whole backward out)."""
+    from torch.autograd import DeviceType
+    if cuda:
+        return [e for e in events if e.device_type == DeviceType.CUDA]
+
+    def outermost(e) -> bool:
+        parent = e.cpu_parent
+        while parent is not None:
+            if parent.name.startswith('aten::'):
+                return False
+            parent = parent.cpu_parent
+        return True
+
+    return [e for e in events if e.name.startswith('aten::') and outermost(e)]
+
+
 def profile_step(step: Callable[[], None], device: torch.device, step_s: float) -> dict:
     """Where one ``step``'s time goes: device kernel time, kernel launches, and the share of
     the (unprofiled, median) step time ``step_s`` in which the device runs no kernel.
 
     On CUDA the kernels are the profiler's device events (overlapping ones counted once); on
-    the CPU, torch's top-level operators stand in for them.
+    the CPU, torch's outermost operators stand in for them (:func:`device_work`).
     """
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     cuda = device.type == 'cuda'
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -356,11 +375,7 @@ def profile_step(step: Callable[[], None], device: torch.device, step_s: float) 
     with _without_profiler_chatter(), profile(activities=activities) as prof:
         step()
         _sync(device)
-    if cuda:
-        kernels = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
-    else:
-        kernels = [e for e in prof.events()
-                   if e.cpu_parent is None and e.name.startswith('aten::')]
+    kernels = device_work(prof.events(), cuda)
     spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)
     busy_us, end = 0.0, float('-inf')
     for a, b in spans:  # the union of the intervals
