@@ -833,4 +833,14 @@ def format_table(results: dict) -> str:
                   '|---|---|---|---|---|---|']
         lines += [f"| {name} | {mode} | {p['step_ms']:.1f} | {p['kernel_ms']:.1f} | "
                   f"{p['launches']} | {p['idle_pct']:.0f} |" for name, mode, p in profiled]
+        lines += ['', PROFILE_LEGEND['cpu' if results['device'].startswith('cpu') else 'cuda']]
     return head + '\n'.join(lines)
+
+
+#: What the profile table's columns mean on each kind of device (:func:`device_work`).
+PROFILE_LEGEND = dict(
+    cuda='kernel ms: the time the GPU runs kernels (overlapping ones counted once); launches: '
+         'its kernels; idle %: the share of the step (unprofiled median) with no kernel running.',
+    cpu='On the CPU: kernel ms is the time in torch\'s outermost operators, launches their '
+        'count, idle % the share of the step (unprofiled median) outside them: Python, and C++ '
+        'work outside torch\'s operators (mmcv\'s RoIAlign in a detector).')

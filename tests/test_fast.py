@@ -428,6 +428,11 @@ def test_benchmark_fast_precision_and_profile():
         p = r['profile']['infer']
         assert p['launches'] > 10 and p['kernel_ms'] > 0 and 0 <= p['idle_pct'] <= 100
     assert '| mode | step ms | kernel ms | launches | idle % |' in format_table(results)
+    assert format_table(results).endswith('\n\nOn the CPU: kernel ms is the time in torch\'s '
+                                          'outermost operators, launches their count, idle % the '
+                                          'share of the step (unprofiled median) outside them: '
+                                          'Python, and C++ work outside torch\'s operators '
+                                          '(mmcv\'s RoIAlign in a detector).')
 
 
 @pytest.mark.parametrize('library, representation', [
