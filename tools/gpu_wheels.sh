@@ -38,7 +38,8 @@ WHEELS=(mmengine mmdet mmsegmentation mmpose openmim model-index ordered-set add
 SPECS=()
 for name in "${WHEELS[@]}"; do SPECS+=("$(pin "$name")"); done
 # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools 81 removed.
-SPECS+=("setuptools==80.10.2")
+SETUPTOOLS="setuptools==80.10.2"
+SPECS+=("$SETUPTOOLS")
 PLATFORMS=()
 for p in manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64; do
   PLATFORMS+=(--platform "$p")
@@ -57,24 +58,28 @@ done
 # machine's torch (2.11, CUDA 13.0): GPU_ENV_PYTHON, or else one made here once, in
 # GPU_ENV_DIR (default ~/.cache/hrnet_mm/gpu-env-py3.12-torch2.11.0): a venv of python3.12
 # (GPU_ENV_BASE_PYTHON) with torch 2.11.0 from PyPI (the +cu130 build, with CUDA 13's headers
-# in its nvidia wheels; about 3 GB, a minute here). Slow on 2 cores: 28 minutes here
+# in its nvidia wheels; 4.6 GB, 1.6 minutes here on 2026-11-27). Slow on 2 cores: 28 minutes here
 # (2026-11-26, 136 compile units); the wheel is 6 MB.
 gpu_env() {  # -> the Python of a venv with the GPU machine's torch, made once
   local torch_version=${GPU_TORCH_VERSION:-2.11.0}
   local env=${GPU_ENV_DIR:-$HOME/.cache/hrnet_mm/gpu-env-py$PYVER-torch$torch_version}
   local base=${GPU_ENV_BASE_PYTHON:-}
-  if ! "$env/bin/python" -c "import torch, wheel, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_version')" 2>/dev/null; then
+  local check="import torch, wheel, sys
+sys.exit(torch.__version__.split('+')[0] != '$torch_version')"
+  if ! "$env/bin/python" -c "$check" 2>/dev/null; then
     if [ -z "$base" ]; then  # python3.12 on the PATH, or a pyenv one (its shim may not run)
-      for candidate in "python$PYVER" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$PYVER"*/bin/python"$PYVER"; do
+      for candidate in "python$PYVER" \
+          "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$PYVER"*/bin/python"$PYVER"; do
         if "$candidate" -c '' 2>/dev/null; then base=$candidate; break; fi
       done
     fi
     [ -n "$base" ] || {
-      echo "gpu_wheels: no python$PYVER here to make the GPU environment with (set GPU_ENV_BASE_PYTHON or GPU_ENV_PYTHON)" >&2
+      echo "gpu_wheels: no python$PYVER here to make the GPU environment with" \
+        "(set GPU_ENV_BASE_PYTHON or GPU_ENV_PYTHON)" >&2
       exit 1; }
     echo "gpu_wheels: making $env (python $PYVER, torch $torch_version; once)" >&2
     "$base" -m venv "$env" && "$env/bin/python" -m pip install -q --disable-pip-version-check \
-      "torch==$torch_version" "setuptools==80.10.2" wheel >&2 || {
+      "torch==$torch_version" "$SETUPTOOLS" wheel >&2 || {
       echo "gpu_wheels: could not make $env (pip's messages above)" >&2; exit 1; }
   fi
   echo "$env/bin/python"
