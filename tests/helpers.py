@@ -1,7 +1,23 @@
-"""Shared helpers: deterministic random weights, including BN statistics."""
+"""Shared helpers: deterministic random weights (BN statistics included), the tools as
+modules, and a CPU stand-in for CUDA graphs."""
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch.nn as nn
 
 from hrnet_mm.bench import randomize_weights
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tool_module(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, to call its functions in-process."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / f'tools/{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def randomize(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -1,19 +1,13 @@
 """The Faster R-CNN training-step benchmark: real configs, same weights, same features."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
-from helpers import EagerStandIn
+from helpers import EagerStandIn, tool_module
 
 import hrnet_mm.bench_det as bench_det
 from hrnet_mm.bench import format_table
 from hrnet_mm.bench_det import OURS, RESNET, STOCK, build_detectors, run_faster_rcnn
 
-spec = importlib.util.spec_from_file_location(
-    'gpu_report', Path(__file__).resolve().parents[1] / 'tools/gpu_report.py')
-gpu_report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_report)
+gpu_report = tool_module('gpu_report')
 
 
 def test_detectors_share_weights_and_compute_the_same_features():

@@ -2,18 +2,14 @@
 BN statistics as they were, and the one-line refusals. Capturing and replaying run on a GPU:
 tests/test_cuda.py (the graphed model follows the eager one step for step, in fp32 and bf16)."""
 import copy
-import importlib.util
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
-from helpers import EagerStandIn, randomize
+from helpers import EagerStandIn, randomize, tool_module
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.cuda_graphs import CUDAGraphed, _buffers_kept, _signature
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _model():
@@ -86,14 +82,6 @@ def test_refusals_in_one_line():
         CUDAGraphed(_model(), warmup=0)
 
 
-
-def _gpu_report():
-    spec = importlib.util.spec_from_file_location('gpu_report', ROOT / 'tools/gpu_report.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('case, eager_case, kwargs', [
     ('seg_w48_graphs', 'seg_w48_bf16',
      dict(precision='bf16', modes=['train'], fast=['channels_last', 'graphs'])),
@@ -113,7 +101,7 @@ def test_benchmark_graphs_rows_are_the_ones_the_gpu_report_judges(monkeypatch, c
                         progress=lambda msg: None, **kwargs)
     mode = kwargs['modes'][0]
     assert len(wrapped) == 2 and all(w.calls and set(w.calls) == {mode} for w in wrapped)
-    report = _gpu_report()
+    report = tool_module('gpu_report')
     target = next(t for t in report.TARGETS if t['case'] == case)
     assert target == report.run_as(eager_case, 'graphs')
     rows = {r['name']: r for r in results['rows']}

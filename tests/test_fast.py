@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 import torch.nn as nn
-from helpers import max_abs_diff, randomize
+from helpers import max_abs_diff, randomize, tool_module
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from hrnet_mm import HRNetV2
@@ -319,14 +319,8 @@ def test_a_benchmark_stopped_early_keeps_its_finished_rounds(tmp_path, signal_na
 
 
 def test_benchmark_progress_is_one_line_rewritten_on_a_terminal_and_a_log_elsewhere():
-    import importlib.util
     import io
-    import os
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool', os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                                       'tools/benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = tool_module('benchmark')
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -1,14 +1,10 @@
 """tools/gpu_report.py: the targets are judged from the right rows (the GPU run is not rerun)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from helpers import tool_module
 
-ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location('gpu_report', ROOT / 'tools/gpu_report.py')
-gpu_report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_report)
+gpu_report = tool_module('gpu_report')
 
 STOCK = 'mmdet HRNetV2p (HRNet + HRFPN)'
 

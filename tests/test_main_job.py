@@ -1,5 +1,4 @@
 """The main job: matched pairs, one scale, seeds, the chart, a quiet console, real data."""
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -8,15 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _main_job():
-    spec = importlib.util.spec_from_file_location('main_job', ROOT / 'tools/main_job.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return tool_module('main_job')
 
 
 @pytest.mark.parametrize('task', ['det', 'seg', 'pose', 'cls'])

@@ -4,18 +4,16 @@ Each test builds a small environment of its own (``*.dist-info`` folders with th
 ``METADATA``) and checks it with ``path=`` set to it, so the answer does not depend on what
 this test environment has.
 """
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import tool_module
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('pins', ROOT / 'tools/pins.py')
-pins = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(pins)
+pins = tool_module('pins')
 
 
 def _dist(site, name, version, requires=(), direct_url=None):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import tool_module
 from mmengine.config import Config
 
 import hrnet_mm  # noqa: F401
@@ -202,17 +203,8 @@ def test_train_tool_unusable_work_dir_and_bad_option_in_one_line(demo_dir, tmp_p
     assert "arch='w99' is not known; allowed: [" in line
 
 
-def _tool_module(name):
-    """``tools/<name>.py`` as a module, to call its functions in-process."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, ROOT / f'tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_precision_check_verdict_and_metric_choice():
-    pc = _tool_module('precision_check')
+    pc = tool_module('precision_check')
     result = dict(metric='coco/AP', precision='bf16', fp32=63.77, bf16=61.94,
                   noise=[63.7, 62.16, 64.55])
     assert pc.summary(result).splitlines() == [
@@ -260,7 +252,7 @@ def test_complexity_and_benchmark_refuse_a_bad_padding_in_one_line(tmp_path):
 def test_an_out_file_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys, tool,
                                                                      args):
     """Not after minutes of measuring or evaluating, when the results are lost."""
-    module = _tool_module(tool)
+    module = tool_module(tool)
     out = tmp_path / 'missing' / 'r.json'
     with pytest.raises(SystemExit) as exit_:
         module.parse_args([*map(str, args), '--out', str(out)])
@@ -287,7 +279,7 @@ def test_a_bad_number_is_refused_when_the_arguments_are_read(capsys, tool, args,
     """Not by torch after the models are built (--batch 0 failed in a max() of an empty
     tensor, --size 512 0 in a convolution, --repeats 0 after the whole run in a median)."""
     with pytest.raises(SystemExit) as exit_:
-        _tool_module(tool).parse_args([*map(str, args)])
+        tool_module(tool).parse_args([*map(str, args)])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
 
@@ -304,7 +296,7 @@ def test_benchmark_refuses_fast_paths_that_cannot_run_together_or_here(capsys, a
     """Not after the models are built (graphs on the CPU), nor one silently dropped (with
     compile and cudagraphs both given, a detector run compiled with only one of them)."""
     with pytest.raises(SystemExit) as exit_:
-        _tool_module('benchmark').parse_args(args)
+        tool_module('benchmark').parse_args(args)
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
 
@@ -313,7 +305,7 @@ def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, mo
     import torch
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.raises(SystemExit) as exit_:
-        _tool_module('benchmark').parse_args(['--device', 'cuda'])
+        tool_module('benchmark').parse_args(['--device', 'cuda'])
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         f': error: --device cuda: torch sees no GPU here (torch {torch.__version__}; '
@@ -322,7 +314,7 @@ def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, mo
 
 def test_converter_refuses_a_destination_it_cannot_write_before_converting(tmp_path, capsys):
     """It wrote nothing and raised a torch traceback after loading and converting."""
-    module = _tool_module('convert_weights')
+    module = tool_module('convert_weights')
     src = str(tmp_path / 'src.pth')
     for dst, error in [(tmp_path / 'missing' / 'out.pth',
                         f'{tmp_path / "missing"} is not a folder this run can write into'),
@@ -342,7 +334,7 @@ def test_converter_refuses_a_destination_it_cannot_write_before_converting(tmp_p
     ('main_job', [])])
 def test_a_cfg_option_without_a_value_is_refused_in_one_line(capsys, tool, args):
     """mmengine's DictAction failed with "not enough values to unpack (expected 2, got 1)"."""
-    module = _tool_module(tool)
+    module = tool_module(tool)
     with pytest.raises(SystemExit) as exit_:
         module.parse_args([*map(str, args), '--cfg-options', 'a=1', 'train_cfg.max_iters'])
     assert exit_.value.code == 2
@@ -359,7 +351,7 @@ def test_a_cfg_option_without_a_value_is_refused_in_one_line(capsys, tool, args)
 def test_a_work_dir_that_is_a_file_is_refused_before_the_run(tmp_path, capsys, tool, args):
     """mmengine made it after the set-up: "FileExistsError: [Errno 17] File exists"."""
     (tmp_path / 'file').write_text('')
-    module = _tool_module(tool)
+    module = tool_module(tool)
     for work_dir in (tmp_path / 'file', tmp_path / 'file' / 'deeper' / 'work'):
         with pytest.raises(SystemExit) as exit_:
             module.parse_args([*map(str, args), '--work-dir', str(work_dir)])

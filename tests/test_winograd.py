@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
-from helpers import max_abs_diff, randomize
+from helpers import max_abs_diff, randomize, tool_module
 
 from hrnet_mm import HRNetV2
 from hrnet_mm import winograd as wg
@@ -340,12 +340,7 @@ def test_benchmark_row_and_its_refusals():
 
 
 def test_benchmark_tool_refuses_winograd_outside_cpu_fp32_inference(capsys):
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).parents[1] / 'tools' / 'benchmark.py'
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = tool_module('benchmark')
     for args, here in ((['--modes', 'train'], '--modes train'),
                        (['--precision', 'bf16'], '--precision bf16'),
                        (['--fast-precision', 'bf16'], '--fast-precision bf16'),

@@ -43,7 +43,8 @@ EAGER = [
          reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
          target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
 ]
-#: How a case's fast rows run, beyond eager: (name in the rows and the case, as the report says)
+#: The ways a case's fast rows run beyond eager: name (in the rows and the case) -> the words
+#: the report adds to the case's description.
 RUNS = {'graphs': 'as CUDA graphs of the eager model',
         'cudagraphs': 'compiled as CUDA graphs',
         'compile': 'compiled'}
