@@ -10,6 +10,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _gpu_check(out: Path, env: dict) -> str:
+    proc = subprocess.run(['bash', str(ROOT / 'tools/gpu_check.sh'), str(out)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0, console[-3000:]
+    return console
+
+
 @pytest.mark.skipif(not (Path(sys.prefix) / 'bin/python').exists(), reason='not in a venv')
 def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     """As a second call on a warm machine runs it (tests off, one case, a budget of a few
@@ -19,12 +27,11 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     wheels.mkdir()  # offline: everything is installed already
     env = {k: v for k, v in os.environ.items() if k not in ('FORCE_CUDA', 'CUDA_HOME')}
     env.update(GPU_CHECK_DRY='1', GPU_PYTHON=sys.executable, GPU_CHECK_BUDGET='150',
-               GPU_CHECK_TESTS='0', GPU_CHECK_CASES='conv_widths', GPU_CHECK_WHL=str(wheels))
+               GPU_CHECK_TESTS='0', GPU_CHECK_CASES='conv_widths', GPU_CHECK_WHL=str(wheels),
+               GPU_CHECK_DONE=str(tmp_path / 'done'))
+    (tmp_path / 'done').write_text('conv_widths\n')  # from an earlier run: started afresh
     out = tmp_path / 'out'
-    proc = subprocess.run(['bash', str(ROOT / 'tools/gpu_check.sh'), str(out)], env=env,
-                          capture_output=True, text=True, timeout=600)
-    console = proc.stdout + proc.stderr
-    assert proc.returncode == 0, console[-3000:]
+    console = _gpu_check(out, env)
     assert 'install failed' not in console and 'CUDA tests: skipped (GPU_CHECK_TESTS=0)' in console
     assert 'benchmark conv_widths' in console and 'benchmark det_w18_fp32' not in console
     report = json.loads((out / 'gpu_results.json').read_text())
@@ -33,3 +40,11 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     assert list(report['cases']) == ['conv_widths']
     assert report['cases']['conv_widths'].startswith('measured in ')
     assert (out / 'install.log').read_text().count('[install] done') == 1
+
+    # A second call resumes: what the first measured is left out, named, and not measured again
+    env.update(GPU_CHECK_RESUME='1', GPU_CHECK_CASES='conv_widths infer_w48_graphs')
+    console = _gpu_check(tmp_path / 'out3', env)
+    assert 'benchmark conv_widths: measured by an earlier call on this machine' in console
+    assert '[gpu_check' in console and 'benchmark conv_widths\n' not in console
+    report = json.loads((tmp_path / 'out3' / 'gpu_results.json').read_text())
+    assert report['bench'] == {} and list(report['cases']) == ['conv_widths']
