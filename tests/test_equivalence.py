@@ -136,3 +136,30 @@ def test_mmpose_initialisation_as_the_readme_gives_it():
     default = HRNetV2(arch='w18_small_v1', representation='v1')
     default.init_weights()
     assert default.conv1.weight.std() > 50 * ref.conv1.weight.std()
+
+
+@pytest.mark.parametrize('library', ['mmdet', 'mmpose'])
+def test_fusion_sums_keep_the_stock_dtypes_when_a_resize_returns_float32(library, monkeypatch):
+    """Under CUDA autocast a resized map comes back float32 (torch 2.11 on an H100 and an
+    H200), so the stock fusion adds a float32 map into a bfloat16 one in place. The first GPU
+    runs found hrnet_mm's stride-4 output float32 there (a new sum promotes) where the stock's
+    is bfloat16; here that resize is reproduced on the CPU for both models, in bfloat16."""
+    from mmdet.models.backbones import HRNet as MMDetHRNet
+    from mmpose.models.backbones import HRNet as MMPoseHRNet
+    interpolate = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, 'interpolate',
+                        lambda *a, **k: interpolate(*a, **k).float())
+    table = get_arch('w18_small_v1')
+    if library == 'mmdet':
+        ref, representation = MMDetHRNet(extra=table), 'branches'
+    else:
+        table['stage4']['multiscale_output'] = False
+        ref, representation = MMPoseHRNet(extra=table), 'v1'
+    ref = _reference(ref).to(torch.bfloat16)
+    ours = _load_strict(HRNetV2(arch='w18_small_v1', representation=representation),
+                        ref.state_dict()).to(torch.bfloat16)
+    x = _input().to(torch.bfloat16)
+    with torch.no_grad():
+        expected, got = ref(x), ours(x)
+    assert [o.dtype for o in got] == [o.dtype for o in expected] == [torch.bfloat16] * len(got)
+    assert max_abs_diff(expected, got) == 0  # the same sums, rounded alike

@@ -178,10 +178,15 @@ FP16_MAX = torch.finfo(torch.float16).max
 
 
 def _new_sum(y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``y + z`` as a new map; float16 maps (fp16 AMP) are summed in float32, where they
-    cannot overflow (later in-place additions then stay in float32 too)."""
-    if z.dtype == torch.float16:
+    """``y + z`` as a new map of ``y``'s dtype, as the reference implementations' in-place
+    sums give it; float16 maps (fp16 AMP) are summed in float32, where they cannot overflow
+    (later in-place additions then stay in float32 too)."""
+    if torch.float16 in (y.dtype, z.dtype):
         return y.float() + z.float()
+    if z.dtype != y.dtype:
+        # Under CUDA autocast a resized map comes back float32 (seen on an H100 and an H200
+        # with torch 2.11): ``y + z`` would make the whole sum, and the output map, float32.
+        return y.clone().add_(z)
     return y + z
 
 
