@@ -14,11 +14,15 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
                         category=UserWarning)
 
-from .compat import skip_mmpretrain_multimodal
+from .compat import mmpose_to_numpy_bfloat16, roi_align_bfloat16, skip_mmpretrain_multimodal
 
 # Before anything imports mmpretrain.models (mmdet.models and mmseg.models do): with
 # transformers >= 5, mmpretrain 1.2.0's multimodal models break every one of those imports.
 skip_mmpretrain_multimodal()
+# bf16 AMP: mmcv's RoIAlign (two-stage detectors) and mmpose's training accuracy fail on
+# bfloat16 maps; both take them once hrnet_mm is imported.
+roi_align_bfloat16()
+mmpose_to_numpy_bfloat16()
 
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .engine.checkpoints import install as _safe_checkpoints

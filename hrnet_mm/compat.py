@@ -1,13 +1,18 @@
 """Narrow fixes for the pinned OpenMMLab stack meeting newer packages already in an environment.
 
+Each fix is applied when ``hrnet_mm`` is imported; a library that is not installed is skipped.
+
 Example:
     >>> from hrnet_mm.compat import skip_mmpretrain_multimodal
     >>> skip_mmpretrain_multimodal()  # doctest: +SKIP  (True where transformers >= 5)
 """
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import metadata
+
+import torch
 
 
 def _major(package: str) -> int | None:
@@ -47,4 +52,69 @@ def skip_mmpretrain_multimodal() -> bool:
     except Exception:  # noqa: BLE001  a broken mmpretrain: registration warns about it later
         return False
     dependency.WITH_MULTIMODAL = False
+    return True
+
+
+def roi_align_bfloat16() -> bool:
+    """Let mmcv's ``RoIAlign`` pool bfloat16 maps, which its kernels cannot (mmcv 2.1.0).
+
+    Two-stage detectors (Faster / Cascade R-CNN) failed to train under bf16 AMP (mmengine's
+    ``AmpOptimWrapper(dtype='bfloat16')``), with any backbone: ``"roi_align_forward_cuda_kernel"
+    not implemented for 'BFloat16'`` (seen on an H200; the CPU kernel has none either). bfloat16
+    maps are pooled in float32 and the result given back in bfloat16, as float16 maps get theirs
+    in float16; other dtypes run as before.
+
+    Returns:
+        bool: True where mmcv's ops are installed and ``RoIAlign`` now takes bfloat16.
+    """
+    try:
+        from mmcv.ops.roi_align import RoIAlign
+    except Exception:  # noqa: BLE001  mmcv without its compiled ops: nothing to fix
+        return False
+    forward = RoIAlign.forward
+    if getattr(forward, 'hrnet_mm_bfloat16', False):
+        return True
+
+    @functools.wraps(forward)
+    def pool(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        if input.dtype != torch.bfloat16:
+            return forward(self, input, rois)
+        return forward(self, input.float(), rois.float()).to(torch.bfloat16)
+
+    pool.hrnet_mm_bfloat16 = True
+    RoIAlign.forward = pool
+    return True
+
+
+def mmpose_to_numpy_bfloat16() -> bool:
+    """Let mmpose's ``to_numpy`` take bfloat16 tensors, which numpy has no type for.
+
+    mmpose's heads compute their training accuracy from ``to_numpy(predictions)``; under bf16
+    AMP the predictions are bfloat16 and every training step ended in ``TypeError: Got
+    unsupported ScalarType BFloat16`` (seen on an H200 with mmpose's own HRNet as with
+    hrnet_mm's). bfloat16 tensors are converted to float32 first; other inputs run as before.
+    The mmpose modules already imported get the new function too (they hold the name).
+
+    Returns:
+        bool: True where mmpose is installed and its ``to_numpy`` now takes bfloat16.
+    """
+    try:
+        from mmpose.utils import tensor_utils
+    except Exception:  # noqa: BLE001  no mmpose (or a broken one: registration warns)
+        return False
+    original = tensor_utils.to_numpy
+    if getattr(original, 'hrnet_mm_bfloat16', False):
+        return True
+
+    @functools.wraps(original)
+    def to_numpy(x, *args, **kwargs):
+        # sequences come back here one tensor at a time: the original calls the module's name
+        if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:
+            x = x.float()
+        return original(x, *args, **kwargs)
+
+    to_numpy.hrnet_mm_bfloat16 = True
+    for name, module in list(sys.modules.items()):
+        if name.split('.')[0] == 'mmpose' and getattr(module, 'to_numpy', None) is original:
+            module.to_numpy = to_numpy
     return True

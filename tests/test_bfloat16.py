@@ -1,0 +1,64 @@
+"""bf16 AMP through the libraries' own parts that had no bfloat16 (hrnet_mm.compat): mmcv's
+RoIAlign (two-stage detectors) and mmpose's training accuracy. Found on an H200, where the
+det and pose demos failed under ``AmpOptimWrapper(dtype='bfloat16')``; both fail the same way
+on the CPU, under CPU autocast, which these tests use."""
+import torch
+
+import hrnet_mm  # noqa: F401  (applies the fixes)
+
+
+def test_roi_align_pools_bfloat16_maps_as_float32_rounded():
+    from mmcv.ops import RoIAlign
+    pool = RoIAlign((7, 7), spatial_scale=0.25, sampling_ratio=0, aligned=True)
+    x = torch.randn(2, 8, 32, 40, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[0, 4., 6., 100., 90.], [1, 0., 0., 159., 127.]])
+    x16 = x.bfloat16().requires_grad_()
+    out = pool(x16, rois)  # before the fix: "ROIAlign_forward" not implemented for 'BFloat16'
+    x32 = x16.detach().float().requires_grad_()
+    expected = pool(x32, rois)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, expected.bfloat16())
+    out.float().sum().backward()
+    expected.sum().backward()
+    assert x16.grad.dtype == torch.bfloat16 and torch.equal(x16.grad, x32.grad.bfloat16())
+    # other dtypes go straight to mmcv's kernel
+    assert torch.equal(pool(x, rois), RoIAlign.forward.__wrapped__(pool, x, rois))
+
+
+def test_mmdet_roi_extractor_under_bfloat16_autocast():
+    from mmdet.models.roi_heads.roi_extractors import SingleRoIExtractor
+    extractor = SingleRoIExtractor(dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+                                   out_channels=8, featmap_strides=[4, 8])
+    feats = [torch.randn(1, 8, 32, 32), torch.randn(1, 8, 16, 16)]
+    rois = torch.tensor([[0, 0., 0., 60., 60.], [0, 10., 10., 127., 127.]])
+    conv = torch.nn.Conv2d(8, 8, 1)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = extractor([conv(f) for f in feats], rois)  # bfloat16 maps, as AMP makes them
+    assert out.shape == (2, 8, 7, 7) and out.dtype == torch.bfloat16 and out.isfinite().all()
+
+
+def test_mmpose_heatmap_head_trains_under_bfloat16_autocast():
+    """The head's loss computes its accuracy with ``to_numpy(predictions)``: under bf16 AMP
+    it ended every step in ``TypeError: Got unsupported ScalarType BFloat16``."""
+    from mmengine.structures import InstanceData, PixelData
+    from mmpose.models.heads import HeatmapHead
+    from mmpose.structures import PoseDataSample
+    from mmpose.utils import tensor_utils
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmpose'):  # another test may have set mmseg's
+        head = HeatmapHead(in_channels=16, out_channels=17, deconv_out_channels=None,
+                           loss=dict(type='KeypointMSELoss', use_target_weight=True))
+    samples = []
+    for seed in range(2):
+        sample = PoseDataSample()
+        sample.gt_fields = PixelData(heatmaps=torch.rand(17, 32, 24))
+        sample.gt_instance_labels = InstanceData(keypoint_weights=torch.ones(1, 17))
+        samples.append(sample)
+    feats = [torch.randn(2, 16, 32, 24, generator=torch.Generator().manual_seed(1))]
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = head.loss(feats, samples, train_cfg={})
+    assert losses['loss_kpt'].isfinite() and 0 <= float(losses['acc_pose']) <= 1
+    # the values are the float32 tensor's, other inputs as before
+    t = torch.randn(3, 4).bfloat16()
+    assert (tensor_utils.to_numpy(t) == t.float().numpy()).all()
+    arrays, device = tensor_utils.to_numpy([t, t.float()], return_device=True)
+    assert [a.dtype.name for a in arrays] == ['float32', 'float32'] and device == t.device
