@@ -118,3 +118,28 @@ def mmpose_to_numpy_bfloat16() -> bool:
         if name.split('.')[0] == 'mmpose' and getattr(module, 'to_numpy', None) is original:
             module.to_numpy = to_numpy
     return True
+
+
+def mmengine_amp_compilable() -> bool:
+    """Keep mmengine's ``autocast`` version check out of ``torch.compile``'s graph.
+
+    mmengine's ``compile`` option compiles the whole ``train_step``, ``AmpOptimWrapper``'s
+    autocast context included, and that context parses torch's version string on every call.
+    torch 2.11's dynamo traces into that parser and stops with ``InternalTorchDynamoError:
+    AttributeError: 'UserDefinedExceptionObjectVariable' object has no attribute
+    'call_setattr'``: every compiled run with AMP failed (seen on an H200; the same on the CPU
+    with torch 2.11; torch 2.14 gets through). The check now runs eagerly, outside the graph.
+
+    Returns:
+        bool: True where mmengine is installed and its check now runs outside the graph.
+    """
+    try:
+        from mmengine.runner import amp
+    except Exception:  # noqa: BLE001  no usable mmengine: nothing compiles through it
+        return False
+    if getattr(amp.digit_version, 'hrnet_mm_eager', False):
+        return True
+    eager = torch.compiler.disable(amp.digit_version)
+    eager.hrnet_mm_eager = True
+    amp.digit_version = eager
+    return True

@@ -2,6 +2,7 @@
 RoIAlign (two-stage detectors) and mmpose's training accuracy. Found on an H200, where the
 det and pose demos failed under ``AmpOptimWrapper(dtype='bfloat16')``; both fail the same way
 on the CPU, under CPU autocast, which these tests use."""
+import pytest
 import torch
 
 import hrnet_mm  # noqa: F401  (applies the fixes)
@@ -62,3 +63,43 @@ def test_mmpose_heatmap_head_trains_under_bfloat16_autocast():
     assert (tensor_utils.to_numpy(t) == t.float().numpy()).all()
     arrays, device = tensor_utils.to_numpy([t, t.float()], return_device=True)
     assert [a.dtype.name for a in arrays] == ['float32', 'float32'] and device == t.device
+
+
+@pytest.mark.filterwarnings('ignore:.*GradScaler')  # mmengine's scaler, made without a GPU
+def test_mmengine_train_step_compiles_with_amp(monkeypatch):
+    """mmengine's ``compile`` compiles ``train_step`` with AmpOptimWrapper's autocast inside.
+    torch 2.11's dynamo failed on that context's version check (InternalTorchDynamoError, on
+    an H200 and on the CPU with torch 2.11; this torch may get through without the fix):
+    the check is kept out of the graph, and the compiled step trains like the eager one."""
+    import torch.nn as nn
+    from mmengine.model import BaseModel
+    from mmengine.optim import AmpOptimWrapper
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    from mmengine.runner import amp
+    assert amp.digit_version.hrnet_mm_eager
+    monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)  # CPU AMP
+
+    class Toy(BaseModel):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, inputs, data_samples=None, mode='loss'):
+            out = self.conv(inputs)
+            return dict(loss=out.float().square().mean(), dtype=torch.tensor(
+                out.dtype == torch.bfloat16, dtype=torch.float32))
+
+    data = dict(inputs=torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0)))
+    losses, weights = [], []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = Toy()
+        wrapper = AmpOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                                  dtype='bfloat16')
+        step = torch.compile(model.train_step) if compiled else model.train_step
+        logs = [step(data, wrapper) for _ in range(2)]
+        assert all(log['dtype'] == 1 for log in logs)  # the conv ran in bfloat16 (autocast)
+        losses.append([log['loss'].item() for log in logs])
+        weights.append(model.conv.weight.detach().clone())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-2)
+    assert torch.allclose(weights[0], weights[1], rtol=1e-2, atol=1e-4)
