@@ -58,8 +58,8 @@ done
 # machine's torch (2.11, CUDA 13.0): GPU_ENV_PYTHON, or else one made here once, in
 # GPU_ENV_DIR (default ~/.cache/hrnet_mm/gpu-env-py3.12-torch2.11.0): a venv of python3.12
 # (GPU_ENV_BASE_PYTHON) with torch 2.11.0 from PyPI (the +cu130 build, with CUDA 13's headers
-# in its nvidia wheels; 4.6 GB, 1.6 minutes here on 2026-11-27). Slow on 2 cores: 28 minutes here
-# (2026-11-26, 136 compile units); the wheel is 6 MB.
+# in its nvidia wheels; 4.6 GB, 1.6 minutes here on 2026-11-27). Slow on 2 cores: 28-49 minutes here
+# (2026-11-26 and -27, 136 compile units); the wheel is 6 MB.
 gpu_env() {  # -> the Python of a venv with the GPU machine's torch, made once
   local torch_version=${GPU_TORCH_VERSION:-2.11.0}
   local env=${GPU_ENV_DIR:-$HOME/.cache/hrnet_mm/gpu-env-py$PYVER-torch$torch_version}
