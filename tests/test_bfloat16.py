@@ -1,7 +1,8 @@
-"""bf16 AMP through the libraries' own parts that had no bfloat16 (hrnet_mm.compat): mmcv's
-RoIAlign (two-stage detectors) and mmpose's training accuracy. Found on an H200, where the
-det and pose demos failed under ``AmpOptimWrapper(dtype='bfloat16')``; both fail the same way
-on the CPU, under CPU autocast, which these tests use."""
+"""bf16 AMP through the libraries' own parts (hrnet_mm.compat): mmcv's RoIAlign (two-stage
+detectors) and mmpose's training accuracy, which had no bfloat16, and mmengine's compiled AMP
+step. Found on an H200, where the det and pose demos failed under
+``AmpOptimWrapper(dtype='bfloat16')``; the first two fail the same way on the CPU, under CPU
+autocast, which these tests use."""
 import pytest
 import torch
 
@@ -40,16 +41,16 @@ def test_mmdet_roi_extractor_under_bfloat16_autocast():
 def test_mmpose_heatmap_head_trains_under_bfloat16_autocast():
     """The head's loss computes its accuracy with ``to_numpy(predictions)``: under bf16 AMP
     it ended every step in ``TypeError: Got unsupported ScalarType BFloat16``."""
+    from mmengine.registry import DefaultScope
     from mmengine.structures import InstanceData, PixelData
     from mmpose.models.heads import HeatmapHead
     from mmpose.structures import PoseDataSample
     from mmpose.utils import tensor_utils
-    from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmpose'):  # another test may have set mmseg's
         head = HeatmapHead(in_channels=16, out_channels=17, deconv_out_channels=None,
                            loss=dict(type='KeypointMSELoss', use_target_weight=True))
     samples = []
-    for seed in range(2):
+    for _ in range(2):
         sample = PoseDataSample()
         sample.gt_fields = PixelData(heatmaps=torch.rand(17, 32, 24))
         sample.gt_instance_labels = InstanceData(keypoint_weights=torch.ones(1, 17))

@@ -43,8 +43,8 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
 
     # A second call resumes: what the first measured is left out, named, and not measured again
     env.update(GPU_CHECK_RESUME='1', GPU_CHECK_CASES='conv_widths infer_w48_graphs')
-    console = _gpu_check(tmp_path / 'out3', env)
+    console = _gpu_check(tmp_path / 'out2', env)
     assert 'benchmark conv_widths: measured by an earlier call on this machine' in console
     assert '[gpu_check' in console and 'benchmark conv_widths\n' not in console
-    report = json.loads((tmp_path / 'out3' / 'gpu_results.json').read_text())
+    report = json.loads((tmp_path / 'out2' / 'gpu_results.json').read_text())
     assert report['bench'] == {} and list(report['cases']) == ['conv_widths']
