@@ -9,8 +9,11 @@ Example:
 from __future__ import annotations
 
 import functools
+import importlib.abc
 import sys
 from importlib import metadata
+from types import ModuleType
+from typing import Callable
 
 import torch
 
@@ -55,25 +58,56 @@ def skip_mmpretrain_multimodal() -> bool:
     return True
 
 
-def roi_align_bfloat16() -> bool:
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``fix(module)`` right after module ``name`` is first imported, once."""
+
+    def __init__(self, name: str, fix: Callable[[ModuleType], None]) -> None:
+        self.name, self.fix = name, fix
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # the other finders find the module itself
+        spec = next((s for s in (f.find_spec(fullname, path, target) for f in sys.meta_path
+                                 if hasattr(f, 'find_spec')) if s is not None), None)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_and_fix(module: ModuleType) -> None:
+            exec_module(module)
+            self.fix(module)
+
+        spec.loader.exec_module = exec_and_fix
+        return spec
+
+
+def _after_import(name: str, fix: Callable[[ModuleType], None]) -> None:
+    """``fix(module)`` now if module ``name`` is imported, else right after its first import
+    (importing it here would cost every ``import hrnet_mm`` its time: mmcv.ops, 1.3 s)."""
+    if name in sys.modules:
+        fix(sys.modules[name])
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, fix))
+
+
+def roi_align_bfloat16() -> None:
     """Let mmcv's ``RoIAlign`` pool bfloat16 maps, which its kernels cannot (mmcv 2.1.0).
 
     Two-stage detectors (Faster / Cascade R-CNN) failed to train under bf16 AMP (mmengine's
     ``AmpOptimWrapper(dtype='bfloat16')``), with any backbone: ``"roi_align_forward_cuda_kernel"
     not implemented for 'BFloat16'`` (seen on an H200; the CPU kernel has none either). bfloat16
     maps are pooled in float32 and the result given back in bfloat16, as float16 maps get theirs
-    in float16; other dtypes run as before.
-
-    Returns:
-        bool: True where mmcv's ops are installed and ``RoIAlign`` now takes bfloat16.
+    in float16; other dtypes run as before. Applied when ``mmcv.ops`` is imported (now, or
+    later by whoever needs it; mmcv without compiled ops never imports it).
     """
-    try:
-        from mmcv.ops.roi_align import RoIAlign
-    except Exception:  # noqa: BLE001  mmcv without its compiled ops: nothing to fix
-        return False
-    forward = RoIAlign.forward
+    _after_import('mmcv.ops.roi_align', _pool_bfloat16_in_float32)
+
+
+def _pool_bfloat16_in_float32(module: ModuleType) -> None:
+    forward = module.RoIAlign.forward
     if getattr(forward, 'hrnet_mm_bfloat16', False):
-        return True
+        return
 
     @functools.wraps(forward)
     def pool(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
@@ -82,8 +116,7 @@ def roi_align_bfloat16() -> bool:
         return forward(self, input.float(), rois.float()).to(torch.bfloat16)
 
     pool.hrnet_mm_bfloat16 = True
-    RoIAlign.forward = pool
-    return True
+    module.RoIAlign.forward = pool
 
 
 def mmpose_to_numpy_bfloat16() -> bool:
