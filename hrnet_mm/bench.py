@@ -28,6 +28,7 @@ from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
 from .padding import pad_channels as pad_model_channels
 from .peak import device_peak
+from .streams import parallel_branches
 
 PRECISIONS = {'fp32': torch.float32, **AUTOCAST_DTYPES}
 #: Which representations each reference computes.
@@ -448,8 +449,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         fast: Sequence[str] = ('fold', 'channels_last'), with_cp: bool = False,
         warmup: int = 1, repeats: int = 5, memory: bool = True,
         fast_precision: Optional[str] = None, stock_fast: bool = True,
-        pad_channels: Optional[int] = None, winograd: bool = False, profile: bool = False,
-        progress: Callable[[str], None] = print,
+        pad_channels: Optional[int] = None, winograd: bool = False, streams: bool = False,
+        profile: bool = False, progress: Callable[[str], None] = print,
         save: Optional[Callable[[dict], None]] = None) -> dict:
     """Run the benchmark; returns a JSON-able dict (see ``tools/benchmark.py``).
 
@@ -460,8 +461,9 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     HRNet-specific path that the stock model has no counterpart of); ``winograd`` adds the
     fast HRNetV2 inferring with Winograd convolutions (:mod:`hrnet_mm.winograd`; fp32 on the
     CPU with AVX2; eager with the other fast paths, its C++ kernel built on first use, and set
-    against the stock row with every fast path, compiling included); ``with_cp`` adds a
-    training row.
+    against the stock row with every fast path, compiling included); ``streams`` adds the
+    fast HRNetV2 with its branches on parallel CUDA streams (:mod:`hrnet_mm.streams`, GPU;
+    on the CPU the same as the fast row); ``with_cp`` adds a training row.
     ``profile`` adds :func:`profile_step`'s figures for every row. ``save`` (if given) gets
     the results measured so far after each round of repeats and each row's memory or
     profile, with ``partial`` saying how far the run got: a run cut short (a time limit)
@@ -502,6 +504,10 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     winograd_paths = [*(f for f in fast if f not in RUNNERS), 'winograd']
     if winograd:
         fast_names['winograd'] = f'hrnet_mm fast [{", ".join(winograd_paths)}]{suffix}'
+    if streams:  # named before the runner: the graphs of the parallel model
+        stream_paths = [*(f for f in fast if f not in RUNNERS), 'streams',
+                        *(f for f in fast if f in RUNNERS)]
+        fast_names['streams'] = f'hrnet_mm fast [{", ".join(stream_paths)}]{suffix}'
 
     results = dict(arch=arch, representation=representation, batch=batch, size=list(size),
                    precision=precision, fast_precision=fast_precision,
@@ -519,7 +525,8 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
     def now(partial: Optional[str] = None) -> dict:
         # each hrnet_mm fast row and the stock row with the same generic tools (the rows of
         # the modes set up so far)
-        pairs = {fast_names[k]: fast_names['stock'] for k in ('ours', 'padded', 'winograd')
+        pairs = {fast_names[k]: fast_names['stock']
+                 for k in ('ours', 'padded', 'winograd', 'streams')
                  if k in fast_names and fast_names[k] in rows and fast_names['stock'] in rows}
         return snapshot(dict(results, stock_pairs=pairs), rows, partial)
 
@@ -539,6 +546,9 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                                                       pad_channels)
         if winograd and mode == 'infer':
             models[fast_names['winograd']] = _ours_fast(plain[ours_name], winograd_paths, mode)
+        if streams:
+            models[fast_names['streams']] = parallel_branches(
+                _ours_fast(plain[ours_name], paths, mode))
         for name in fast_names.values():
             if name in models:
                 rows.setdefault(name, Row(name, fast_precision))
@@ -743,17 +753,24 @@ def _ratios(a: dict, b: dict) -> str:
                      if a.get(f'{mode}_img_s') and b.get(f'{mode}_img_s'))
 
 
-def _padding_effect(results: dict) -> List[str]:
-    """Each channel-padded row against the same row without padding: whether padding pays
-    on this device."""
+#: hrnet_mm's own paths that a row's name can carry, each set against the same row without
+#: it: (the pattern in the name, the line's label, what the row without it lacks).
+OWN_PATHS = ((r', pad \d+', 'Channel padding', 'padding'),
+             (r', streams', 'Parallel branches', 'streams'))
+
+
+def _own_path_effects(results: dict) -> List[str]:
+    """Each row with channel padding or parallel branches against the same row without:
+    whether that path pays on this device."""
     rows = {r['name']: r for r in results['rows']}
     out = []
-    for name, row in rows.items():
-        plain = re.sub(r', pad \d+', '', name)
-        ratios = _ratios(row, rows[plain]) if plain != name and plain in rows else ''
-        if ratios:
-            out += ['', f'Channel padding: {name} against {plain} (the same without padding): '
-                    f'{ratios}']
+    for pattern, label, without in OWN_PATHS:
+        for name, row in rows.items():
+            plain = re.sub(pattern, '', name)
+            ratios = _ratios(row, rows[plain]) if plain != name and plain in rows else ''
+            if ratios:
+                out += ['', f'{label}: {name} against {plain} (the same without {without}): '
+                        f'{ratios}']
     return out
 
 
@@ -816,7 +833,7 @@ def format_table(results: dict) -> str:
         lines += ['', 'fold (conv + BN folding) applies to inference: the training columns of '
                   'the rows named with it are measured without it.']
     lines += _fast_vs_stock_fast(results)
-    lines += _padding_effect(results)
+    lines += _own_path_effects(results)
     lines += _first_calls(rows)
     peaks = results.get('peak') or {}
     if 'gmacs_per_image' in results:

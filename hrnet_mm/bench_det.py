@@ -23,6 +23,7 @@ from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, m
 from .cuda_graphs import CUDAGraphed
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
+from .streams import parallel_branches
 from .weights.layouts import convert_state_dict
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -113,13 +114,15 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
                     precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
                     repeats: int = 5, memory: bool = True, profile: bool = False,
                     pad_channels: Optional[int] = None, compile: Optional[str] = None,
-                    progress: Callable[[str], None] = print,
+                    streams: bool = False, progress: Callable[[str], None] = print,
                     save: Optional[Callable[[dict], None]] = None) -> dict:
     """Time the training step of each detector (in turns); returns a JSON-able dict in
     :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector).
 
     ``pad_channels`` adds hrnet_mm's channels_last detector with its backbone's widths
-    padded to that multiple (:mod:`hrnet_mm.padding`). ``compile`` (``'compile'``,
+    padded to that multiple (:mod:`hrnet_mm.padding`); ``streams`` hrnet_mm's channels_last
+    detector with its backbone's branches on parallel CUDA streams (:mod:`hrnet_mm.streams`).
+    ``compile`` (``'compile'``,
     ``'cudagraphs'`` or ``'graphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm,
     padded) with backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'``
     replaying them as CUDA graphs (``mode='reduce-overhead'``), ``'graphs'`` replaying the
@@ -158,8 +161,13 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
         models[padded] = pad_model_channels(copy.deepcopy(models[f'{OURS} [channels_last]']),
                                             pad_channels)
         rows[padded] = Row(padded, precision, max_abs_diff=checked_diff(padded))
+    if streams:
+        parallel = f'{OURS} [channels_last, streams]'
+        models[parallel] = parallel_branches(copy.deepcopy(models[f'{OURS} [channels_last]']))
+        rows[parallel] = Row(parallel, precision, max_abs_diff=checked_diff(parallel))
     # each hrnet_mm row and the stock row with the same generic tools
-    eager = [f'{OURS} [channels_last]'] + ([padded] if pad_channels else [])
+    eager = ([f'{OURS} [channels_last]'] + ([padded] if pad_channels else []) +
+             ([parallel] if streams else []))
     pairs = dict.fromkeys(eager, f'{STOCK} [channels_last]')
     if compile:
         for name in [f'{STOCK} [channels_last]'] + eager:
@@ -178,8 +186,8 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
                    size=list(size), precision=precision, device=_device_name(dev),
                    baseline=STOCK, warmup=warmup, repeats=repeats, torch=torch.__version__,
                    python=platform.python_version(), threads=torch.get_num_threads(),
-                   pad_channels=pad_channels, compile=compile, date=time.strftime('%Y-%m-%d'),
-                   stock_pairs=pairs)
+                   pad_channels=pad_channels, compile=compile, streams=streams,
+                   date=time.strftime('%Y-%m-%d'), stock_pairs=pairs)
 
     steps = {name: _train_step(m.train(), data, dev, precision) for name, m in models.items()}
     measure_rows(steps, models, {name: step.optimizer for name, step in steps.items()}, 'train',

@@ -37,32 +37,40 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
                         lambda m: wrapped.append(EagerStandIn(m)) or wrapped[-1])
     saved = []
     results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
-                              memory=False, pad_channels=8, compile='graphs',
+                              memory=False, pad_channels=8, compile='graphs', streams=True,
                               progress=lambda msg: None, save=saved.append)
     # what a run cut short keeps: the timed round, with everything but the last stage
     assert [s['partial'] for s in saved] == ['train: 1 of 1 repeats']
     assert saved[0]['rows'] == results['rows'] and 'partial' not in results
     rows = {r['name']: r for r in results['rows']}
     padded = f'{OURS} [channels_last, pad 8]'
+    parallel = f'{OURS} [channels_last, streams]'
     graphed = [f'{STOCK} [channels_last, graphs]', f'{OURS} [channels_last, graphs]',
-               f'{OURS} [channels_last, pad 8, graphs]']
+               f'{OURS} [channels_last, pad 8, graphs]', f'{OURS} [channels_last, streams, graphs]']
     assert list(rows) == [STOCK, OURS, RESNET, f'{STOCK} [channels_last]',
-                          f'{OURS} [channels_last]', padded, *graphed]
+                          f'{OURS} [channels_last]', padded, parallel, *graphed]
     assert all(r['train_img_s'] > 0 for r in rows.values())
-    assert [w.calls for w in wrapped] == [['train']] * 3  # the one timed step of each row
-    assert [type(w.module[0]).__name__ for w in wrapped] == ['HRNet', 'HRNetV2', 'HRNetV2']
+    assert [w.calls for w in wrapped] == [['train']] * 4  # the one timed step of each row
+    assert [type(w.module[0]).__name__ for w in wrapped] == ['HRNet'] + ['HRNetV2'] * 3
+    assert [w.module[0].stage4[0].parallel_branches for w in wrapped[1:]] == [False, False, True]
+    assert rows[parallel]['max_abs_diff'] <= 1e-4
     assert type(wrapped[0].module[1]).__name__ == 'HRFPN' and len(wrapped[1].module) == 1
     assert rows[OURS]['max_abs_diff'] <= 1e-4
     # the padded backbone (18 -> 24, 36 -> 40 channels) gives the same features
     assert rows[padded]['max_abs_diff'] <= 1e-4 and results['pad_channels'] == 8
     assert results['stock_pairs'] == {f'{OURS} [channels_last]': f'{STOCK} [channels_last]',
                                       padded: f'{STOCK} [channels_last]',
-                                      graphed[1]: graphed[0], graphed[2]: graphed[0]}
+                                      parallel: f'{STOCK} [channels_last]',
+                                      graphed[1]: graphed[0], graphed[2]: graphed[0],
+                                      graphed[3]: graphed[0]}
     target = next(t for t in gpu_report.TARGETS if t['case'] == 'det_w18_graphs')
     assert set(graphed[1:]) <= set(target['ours']) and target['strongest'] == graphed[0]
     effect = rows[padded]['train_img_s'] / rows[f'{OURS} [channels_last]']['train_img_s']
     assert (f'\nChannel padding: {padded} against {OURS} [channels_last] (the same without '
             f'padding): train {effect:.2f}x') in format_table(results)
+    effect = rows[graphed[3]]['train_img_s'] / rows[graphed[1]]['train_img_s']
+    assert (f'\nParallel branches: {graphed[3]} against {graphed[1]} (the same without '
+            f'streams): train {effect:.2f}x') in format_table(results)
     assert f'ratios vs {STOCK}' in format_table(results)
 
 

@@ -37,6 +37,7 @@ from hrnet_mm.cuda_graphs import CUDAGraphed
 from hrnet_mm.fast import fuse_conv_bn, optimize_for_inference
 from hrnet_mm.models.blocks import BasicBlock
 from hrnet_mm.models.fusion import FP16_MAX, HRModule
+from hrnet_mm.streams import _SIDE_STREAMS, parallel_branches
 
 pytestmark = pytest.mark.cuda
 DEVICE = torch.device(os.environ.get('HRNET_MM_CUDA_TESTS_ON', 'cuda'))
@@ -290,10 +291,12 @@ needs_gpu = pytest.mark.skipif(not ON_GPU, reason='CUDA graphs need a GPU')
 
 
 @needs_gpu
-def test_cuda_graphs_inference_replays_the_eager_outputs():
-    """Each call's own input (copied in, not the captured one), a graph per shape."""
+@pytest.mark.parametrize('parallel', [False, True], ids=['in_turn', 'parallel_branches'])
+def test_cuda_graphs_inference_replays_the_eager_outputs(parallel):
+    """Each call's own input (copied in, not the captured one), a graph per shape; with
+    ``parallel_branches`` the graph is captured from four streams."""
     model = optimize_for_inference(_model('v2'))
-    graphed = CUDAGraphed(copy.deepcopy(model))
+    graphed = CUDAGraphed(parallel_branches(copy.deepcopy(model), parallel))
     with torch.inference_mode(), tf32(False):
         for x in (_x(2, 3, 128, 160, seed=1), _x(2, 3, 128, 160, seed=2),
                   _x(1, 3, 96, 128, seed=3)):
@@ -302,14 +305,17 @@ def test_cuda_graphs_inference_replays_the_eager_outputs():
 
 
 @needs_gpu
-def test_cuda_graphs_training_follows_the_eager_model_step_for_step(record_property):
+@pytest.mark.parametrize('parallel', [False, True], ids=['in_turn', 'parallel_branches'])
+def test_cuda_graphs_training_follows_the_eager_model_step_for_step(parallel, record_property):
     """SGD with momentum, BN in training mode: after three steps on three batches the graphed
     model's weights and BN statistics are the eager one's (capturing's warm-up calls leave
-    no trace in the statistics); bf16 autocast (its weight cache on, as by default) too."""
+    no trace in the statistics); bf16 autocast (its weight cache on, as by default) too. With
+    ``parallel_branches`` the forward and backward graphs are captured from four streams
+    (autograd runs each backward op on its forward op's stream)."""
     measured = {}
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
         eager = _model('v2').train()
-        graphed = CUDAGraphed(copy.deepcopy(eager))
+        graphed = CUDAGraphed(parallel_branches(copy.deepcopy(eager), parallel))
         models = (eager, graphed)
         optims = [torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9) for m in models]
         losses = [[], []]
@@ -348,6 +354,24 @@ def test_cuda_graphs_past_max_graphs_run_eagerly_with_one_warning():
             out = graphed(_x(1, 3, 96, 96))
         assert max_abs_diff(model(_x(1, 3, 96, 96)), out) <= 1e-5
     assert len(graphed._graphs) == 1
+
+
+def test_parallel_branches_same_outputs_and_gradients_as_in_turn(record_property):
+    """Eagerly, each module's branches and exchange outputs on their own streams (W18: four):
+    the same kernels on the same data as in turn. Three batches in a row, so that memory
+    handed out again too early (a map still read on another stream) would show."""
+    plain = _model(arch='w18', norm_eval=True).train()
+    parallel = parallel_branches(copy.deepcopy(plain))
+    measured = dict(outputs=0.0, grads=0.0)
+    for seed in range(3):
+        for m in (plain, parallel):
+            m.zero_grad(set_to_none=True)
+        outs, grads = _outputs_and_gradients((plain, parallel), _x(2, 3, 128, 160, seed=seed))
+        measured = dict(outputs=max(measured['outputs'], max_abs_diff(outs[0], outs[1])),
+                        grads=max(measured['grads'], rel(grads[1], grads[0])))
+    record_property('measured', json.dumps(measured))
+    assert len(_SIDE_STREAMS) >= 3 or not ON_GPU  # the side streams were used
+    assert measured['outputs'] <= 1e-5 and measured['grads'] <= 1e-5, measured
 
 
 # ---------------------------------------------------------------------- the demo configs

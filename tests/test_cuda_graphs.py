@@ -10,6 +10,7 @@ from helpers import EagerStandIn, randomize, tool_module
 
 from hrnet_mm import HRNetV2
 from hrnet_mm.cuda_graphs import CUDAGraphed, _buffers_kept, _signature
+from hrnet_mm.models.fusion import HRModule
 
 
 def _model():
@@ -91,23 +92,28 @@ def test_refusals_in_one_line():
 ])
 def test_benchmark_graphs_rows_are_the_ones_the_gpu_report_judges(monkeypatch, case,
                                                                    eager_case, kwargs):
-    """The GPU check's graphs cases, tiny and on the CPU (graphs replaced by eager runs)."""
+    """The GPU check's graphs cases, tiny and on the CPU (graphs replaced by eager runs), with
+    the row of the parallel branches (``--streams``) graphed too."""
     import hrnet_mm.bench as bench
     wrapped = []
     monkeypatch.setattr(bench, 'CUDAGraphed',
                         lambda m: wrapped.append(EagerStandIn(m)) or wrapped[-1])
     results = bench.run(arch='w18_small_v1', representation='v2', batch=1, size=(64, 64),
-                        references=['mmseg'], warmup=0, repeats=1, memory=False,
+                        references=['mmseg'], warmup=0, repeats=1, memory=False, streams=True,
                         progress=lambda msg: None, **kwargs)
     mode = kwargs['modes'][0]
-    assert len(wrapped) == 2 and all(w.calls and set(w.calls) == {mode} for w in wrapped)
+    assert len(wrapped) == 3 and all(w.calls and set(w.calls) == {mode} for w in wrapped)
+    parallel = [any(m.parallel_branches for m in w.modules() if isinstance(m, HRModule))
+                for w in wrapped]
+    assert parallel == [False, False, True]  # stock, hrnet_mm, hrnet_mm with streams
     report = tool_module('gpu_report')
     target = next(t for t in report.TARGETS if t['case'] == case)
     assert target == report.run_as(eager_case, 'graphs')
     rows = {r['name']: r for r in results['rows']}
     ours = [n for n in target['ours'] if ', graphs]' in n and n in rows]
-    assert len(ours) == 1 and rows[ours[0]][target['key']] > 0
+    assert len(ours) == 2 and all(rows[n][target['key']] > 0 for n in ours)
+    assert ', streams, graphs]' in ours[1]
     assert rows[target['strongest']][target['key']] > 0
-    assert results['stock_pairs'] == {ours[0]: target['strongest']}
+    assert results['stock_pairs'] == dict.fromkeys(ours, target['strongest'])
     got = report.check_target(target, results)
     assert got['ratio'] > 0 and got['vs_strongest_stock'] > 0

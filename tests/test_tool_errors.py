@@ -291,6 +291,7 @@ def test_a_bad_number_is_refused_when_the_arguments_are_read(capsys, tool, args,
      '--fast compile graphs: at most one of compile, freeze, cudagraphs, graphs'),
     (['--fast', 'freeze', 'cudagraphs'],
      '--fast freeze cudagraphs: at most one of compile, freeze, cudagraphs, graphs'),
+    (['--streams', '--device', 'cpu'], '--streams: CUDA streams need a GPU; here --device cpu'),
 ])
 def test_benchmark_refuses_fast_paths_that_cannot_run_together_or_here(capsys, args, error):
     """Not after the models are built (graphs on the CPU), nor one silently dropped (with
@@ -299,6 +300,21 @@ def test_benchmark_refuses_fast_paths_that_cannot_run_together_or_here(capsys, a
         tool_module('benchmark').parse_args(args)
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f': error: {error}')
+
+
+def test_benchmark_refuses_streams_with_a_compiler(capsys, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)  # as on a GPU machine
+    with pytest.raises(SystemExit) as exit_:
+        tool_module('benchmark').parse_args(['--device', 'cuda', '--streams', '--fast',
+                                             'channels_last', 'cudagraphs'])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        ': error: --streams with --fast cudagraphs: torch.compile traces one stream (the '
+        'parallel branches run eagerly or as CUDA graphs: --fast graphs)')
+    args = tool_module('benchmark').parse_args(['--device', 'cuda', '--streams', '--fast',
+                                                'channels_last', 'graphs'])
+    assert args.streams and args.fast == ['channels_last', 'graphs']
 
 
 def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, monkeypatch):

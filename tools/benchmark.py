@@ -76,6 +76,10 @@ def parse_args(argv=None):
                         'convolutions (hrnet_mm.winograd; fp32, CPU with AVX2; eager, a C++ '
                         'kernel built once per machine; set against the stock row with all of '
                         '--fast)')
+    p.add_argument('--streams', action='store_true',
+                   help='add a row of the fast HRNetV2 with each module\'s branches on parallel '
+                        'CUDA streams (hrnet_mm.streams; HRNet-specific; GPU, eager or with '
+                        '--fast graphs); with --model faster_rcnn, that channels_last detector')
     p.add_argument('--profile', action='store_true',
                    help='add kernel time, kernel launches and device idle share per row')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
@@ -94,6 +98,11 @@ def parse_args(argv=None):
         p.error(f'--fast {" ".join(runners)}: at most one of {", ".join(RUNNERS)}')
     if 'graphs' in args.fast and torch.device(args.device).type != 'cuda':
         p.error(f'--fast graphs: CUDA graphs need a GPU; here --device {args.device}')
+    if args.streams and torch.device(args.device).type != 'cuda':
+        p.error(f'--streams: CUDA streams need a GPU; here --device {args.device}')
+    if args.streams and set(runners) - {'graphs'}:
+        p.error(f'--streams with --fast {runners[0]}: torch.compile traces one stream (the '
+                'parallel branches run eagerly or as CUDA graphs: --fast graphs)')
     wrong = winograd_conflicts(args.device, args.fast_precision or args.precision, args.modes,
                                args.model)
     if args.winograd and wrong:
@@ -207,13 +216,14 @@ def measure(args: argparse.Namespace, progress: Callable[[str], None],
                                memory=not args.no_memory, profile=args.profile,
                                pad_channels=args.pad_channels,
                                compile=next((f for f in args.fast if f in RUNNERS), None),
-                               progress=progress, save=save)
+                               streams=args.streams, progress=progress, save=save)
     return run(arch=args.arch, representation=args.representation, batch=args.batch,
                size=args.size, precision=args.precision, device=args.device,
                references=args.refs, modes=args.modes, fast=args.fast, with_cp=args.with_cp,
                warmup=args.warmup, repeats=args.repeats, memory=not args.no_memory,
                fast_precision=args.fast_precision, stock_fast=not args.no_stock_fast,
-               pad_channels=args.pad_channels, winograd=args.winograd, profile=args.profile,
+               pad_channels=args.pad_channels, winograd=args.winograd, streams=args.streams,
+               profile=args.profile,
                progress=progress,
                save=save)
 

@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from hrnet_mm.bench import format_table  # noqa: E402
 
 DET_OURS = ['hrnet_mm HRNetV2p', 'hrnet_mm HRNetV2p [channels_last]',
-            'hrnet_mm HRNetV2p [channels_last, pad 8]']
+            'hrnet_mm HRNetV2p [channels_last, pad 8]',
+            'hrnet_mm HRNetV2p [channels_last, streams]']
 #: The issue's GPU targets: case file, the reference row, the rows that may meet it
 #: (the best counts), the target ratio, and the strongest stock variant to report beside it.
 EAGER = [
@@ -30,17 +31,21 @@ EAGER = [
          target=1.5, strongest='mmdet HRNetV2p (HRNet + HRFPN) [channels_last]',
          stretch='mmdet R-50-FPN', key='train_img_s'),
     dict(case='seg_w48_bf16', what='HRNetV2-W48 segmentation training step, 8x512x1024, bf16',
-         reference='mmseg', ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last]'],
+         reference='mmseg', ours=['hrnet_mm (mmseg config)', 'hrnet_mm fast [channels_last]',
+                                  'hrnet_mm fast [channels_last, streams]'],
          target=1.4, strongest='mmseg fast [channels_last]', key='train_img_s'),
     dict(case='infer_w48', what='HRNetV2-W48 inference, 1x1024x2048 (stock fp32 eager)',
          reference='mmseg', ours=['hrnet_mm (mmseg config)',
-                                  'hrnet_mm fast [fold, channels_last] bf16'],
+                                  'hrnet_mm fast [fold, channels_last] bf16',
+                                  'hrnet_mm fast [fold, channels_last, streams] bf16'],
          target=2.0, strongest='mmseg fast [fold, channels_last] bf16', key='infer_img_s'),
     dict(case='pose_w32_fp32', what='HRNet-W32 pose training step, 64x256x192, fp32',
-         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
+         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]',
+                                   'hrnet_mm fast [channels_last, streams]'],
          target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
     dict(case='pose_w32_bf16', what='HRNet-W32 pose training step, 64x256x192, bf16',
-         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]'],
+         reference='mmpose', ours=['hrnet_mm (mmpose config)', 'hrnet_mm fast [channels_last]',
+                                   'hrnet_mm fast [channels_last, streams]'],
          target=1.3, strongest='mmpose fast [channels_last]', key='train_img_s'),
 ]
 #: The ways a case's fast rows run beyond eager: name (in the rows and the case) -> the words
@@ -50,17 +55,18 @@ RUNS = {'graphs': 'as CUDA graphs of the eager model',
         'compile': 'compiled'}
 
 
-def run_as(case: str, run: str) -> dict:
+def run_as(case: str, run: str, name: Optional[str] = None) -> dict:
     """The target of eager ``case`` with its fast rows (``[...]`` in their names) run as
-    ``run`` (a key of :data:`RUNS`): case ``<case less its precision>_<run>``, rows named
-    ``[..., <run>]`` (the eager rows still count where the run has them)."""
+    ``run`` (a key of :data:`RUNS`): case ``name``, by default ``<case less its
+    precision>_<run>``, rows named ``[..., <run>]`` (the eager rows still count where the run
+    has them)."""
     t = next(t for t in EAGER if t['case'] == case)
 
     def named(row: str) -> str:
         return row.replace(']', f', {run}]') if '[' in row else row
 
     prefix = re.sub(r'_(fp32|bf16|fp16)$', '', case)
-    return dict(t, case=f'{prefix}_{run}', what=f"{t['what']}, {RUNS[run]}",
+    return dict(t, case=name or f'{prefix}_{run}', what=f"{t['what']}, {RUNS[run]}",
                 ours=t['ours'] + [named(n) for n in t['ours'] if '[' in n],
                 strongest=named(t['strongest']))
 
@@ -68,7 +74,8 @@ def run_as(case: str, run: str) -> dict:
 TARGETS = EAGER + [run_as('seg_w48_bf16', 'graphs'), run_as('infer_w48', 'graphs'),
                    run_as('pose_w32_bf16', 'graphs'), run_as('det_w18_bf16', 'graphs'),
                    run_as('det_w18_bf16', 'cudagraphs'), run_as('seg_w48_bf16', 'cudagraphs'),
-                   run_as('infer_w48', 'compile'), run_as('pose_w32_bf16', 'cudagraphs')]
+                   run_as('infer_w48', 'compile'), run_as('pose_w32_bf16', 'cudagraphs'),
+                   run_as('pose_w32_fp32', 'graphs', name='pose_w32_fp32_graphs')]
 
 
 def read_tests(path: str) -> dict:

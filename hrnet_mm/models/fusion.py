@@ -5,6 +5,7 @@ parameter-free layers differ (``nn.Identity`` stands where those use ``None``, a
 upsampling is a resize to the exact target size rather than an ``nn.Upsample`` by a fixed
 factor, so that odd input sizes work).
 """
+import functools
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_conv_layer, build_norm_layer
 
+from ..streams import in_parallel, uses_streams
 from .arch import check_positive_ints, is_int
 from .blocks import BLOCKS, make_res_layer
 from .outputs import FeatureInfo, hrnet_strides
@@ -88,9 +90,13 @@ class HRModule(nn.Module):
         upsample_mode: ``'nearest'`` (official code, mmdet, mmpose) or ``'bilinear'`` (mmseg).
         align_corners: For bilinear upsampling.
         in_strides: Stride of each branch, for :attr:`feature_info` (default 4, 8, 16, 32).
+        parallel_branches: On a GPU, run the branches, and then the exchange's outputs, on
+            parallel CUDA streams (:mod:`hrnet_mm.streams`); same outputs.
 
     Attributes:
         feature_info: Channels and stride of each output.
+        parallel_branches: As the argument; :func:`hrnet_mm.streams.parallel_branches` sets
+            it in a whole model.
 
     Example:
         >>> m = HRModule('BASIC', [1, 1], [32, 64], [32, 64])
@@ -103,7 +109,8 @@ class HRModule(nn.Module):
                  num_outputs: Optional[int] = None, conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None, with_cp: bool = False,
                  upsample_mode: str = 'nearest', align_corners: bool = False,
-                 in_strides: Optional[Sequence[int]] = None) -> None:
+                 in_strides: Optional[Sequence[int]] = None,
+                 parallel_branches: bool = False) -> None:
         super().__init__()
         block = _check_module_args(block, num_blocks, in_channels, num_channels, num_outputs,
                                    upsample_mode, in_strides)
@@ -113,6 +120,7 @@ class HRModule(nn.Module):
         self.with_cp = with_cp
         self.upsample_mode = upsample_mode
         self.align_corners = align_corners
+        self.parallel_branches = parallel_branches
         self.branches = nn.ModuleList(
             make_res_layer(block, in_channels[i], num_channels[i], num_blocks[i], conv_cfg,
                            norm_cfg, with_cp) for i in range(self.num_branches))
@@ -142,6 +150,8 @@ class HRModule(nn.Module):
                        relu=k < steps - 1) for k in range(steps)))
 
     def forward(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        if self.parallel_branches and self._streams_apply(x[0]):
+            return self._forward_on_streams(x)
         x = [branch(xi) for branch, xi in zip(self.branches, x)]
         if self.fuse_layers is None:
             return x
@@ -150,21 +160,37 @@ class HRModule(nn.Module):
             return list(cp.checkpoint(self._fuse, *x, use_reentrant=False))
         return self._fuse(*x)
 
+    def _streams_apply(self, x: torch.Tensor) -> bool:
+        # with_cp's recomputation in backward would run on whichever stream is current then
+        return uses_streams(x) and not (self.with_cp and torch.is_grad_enabled())
+
+    def _forward_on_streams(self, x: List[torch.Tensor]) -> List[torch.Tensor]:
+        """:meth:`forward` with branch ``k`` and then output ``k`` on CUDA stream ``k``."""
+        x = in_parallel([functools.partial(branch, xi) for branch, xi in zip(self.branches, x)],
+                        [[xi] for xi in x], x[0].device)
+        if self.fuse_layers is None:
+            return x
+        return in_parallel([functools.partial(self._fuse_one, i, x)
+                            for i in range(len(self.fuse_layers))],
+                           [x] * len(self.fuse_layers), x[0].device)
+
     def _fuse(self, *x: torch.Tensor) -> List[torch.Tensor]:
-        outs = []
-        for i, paths in enumerate(self.fuse_layers):
-            size = x[i].shape[-2:]
-            # Summed in branch order, like the reference implementations, so results match
-            # them to the last bits that summation order can change. The first sum makes a new
-            # map (the first term may be an input that other outputs still read); the rest
-            # add into it in place, saving a map's allocation and a pass over memory.
-            sizes = [None if j <= i else size for j in range(self.num_branches)]
-            y = _new_sum(self._bring(paths[0], x[0], sizes[0]),
-                         self._bring(paths[1], x[1], sizes[1]))
-            for j in range(2, self.num_branches):
-                y += self._bring(paths[j], x[j], sizes[j])
-            outs.append(self.relu(_to_half_saturating(y, x[i].dtype)))
-        return outs
+        return [self._fuse_one(i, x) for i in range(len(self.fuse_layers))]
+
+    def _fuse_one(self, i: int, x: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Output ``i``: every branch's map brought to branch ``i``'s size, summed, ReLU."""
+        paths = self.fuse_layers[i]
+        size = x[i].shape[-2:]
+        # Summed in branch order, like the reference implementations, so results match them
+        # to the last bits that summation order can change. The first sum makes a new map
+        # (the first term may be an input that other outputs still read); the rest add into
+        # it in place, saving a map's allocation and a pass over memory.
+        sizes = [None if j <= i else size for j in range(self.num_branches)]
+        y = _new_sum(self._bring(paths[0], x[0], sizes[0]),
+                     self._bring(paths[1], x[1], sizes[1]))
+        for j in range(2, self.num_branches):
+            y += self._bring(paths[j], x[j], sizes[j])
+        return self.relu(_to_half_saturating(y, x[i].dtype))
 
     def _bring(self, path: nn.Module, x: torch.Tensor,
                size: Optional[Sequence[int]]) -> torch.Tensor:

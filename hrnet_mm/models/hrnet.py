@@ -113,6 +113,10 @@ class HRNetV2(NamedNorms, BaseModule):
             training: same outputs, same ``state_dict`` layout (checkpoints load either way),
             more multiply-adds (W18 at 8: 1.21x). Pays only where the device runs the
             padded widths faster; slower on CPUs. See :mod:`hrnet_mm.padding`.
+        parallel_branches: On a GPU, run each module's branches (and its exchange's outputs)
+            on parallel CUDA streams, so that the narrow low-resolution branches fill the GPU
+            beside the stride-4 one; meant for CUDA graphs (:mod:`hrnet_mm.streams`). Same
+            outputs; no effect on the CPU.
         init_cfg: mmengine init config; defaults to Kaiming for convs and 1 for norms.
         pretrained: Deprecated spelling of ``init_cfg=dict(type='Pretrained',
             checkpoint=pretrained)``, accepted because mmseg's segmentors pass it down.
@@ -146,6 +150,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                  align_corners: bool = False,
                  channels_last: bool = False,
                  pad_channels: Optional[int] = None,
+                 parallel_branches: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None,
                  pretrained: Optional[str] = None,
                  **moved) -> None:
@@ -166,6 +171,8 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                              "such as 'w32', or give extra= with a custom table")
         self.arch = get_arch(arch, extra)
         self._check_args(in_channels, frozen_stages, upsample_mode)
+        if not isinstance(parallel_branches, bool):
+            raise ValueError(f'parallel_branches={parallel_branches!r}: must be True or False')
         _check_norm_cfg(norm_cfg)
         head_cls = representation_class(representation)
         if self.arch['stage4'].get('multiscale_output', True) is False and \
@@ -183,6 +190,7 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
         self.zero_init_residual = zero_init_residual
         self.upsample_mode = upsample_mode
         self.align_corners = align_corners
+        self.parallel_branches = parallel_branches
 
         self._build_stem(in_channels)
         branch_channels = self._build_stages(head_cls.inputs_used)
@@ -249,7 +257,8 @@ FeatureInfo(channels=72, stride=16), FeatureInfo(channels=144, stride=32))
                     HRModule(block, cfg['num_blocks'], cur, cfg['num_channels'], num_outputs,
                              conv_cfg=self.conv_cfg, norm_cfg=self.norm_cfg,
                              with_cp=self.with_cp, upsample_mode=self.upsample_mode,
-                             align_corners=self.align_corners))
+                             align_corners=self.align_corners,
+                             parallel_branches=self.parallel_branches))
             self.add_module(name, nn.Sequential(*modules))
             channels = cur
         return channels
