@@ -20,7 +20,7 @@ import torch.nn as nn
 from . import compiling
 from .bench import (PRECISIONS, Row, _autocast, _device_name, check_agreement, measure_rows,
                     randomize_weights, snapshot)
-from .cuda_graphs import CUDAGraphed
+from .cuda_graphs import graph_features
 from .fast import use_channels_last
 from .padding import pad_channels as pad_model_channels
 from .streams import parallel_branches
@@ -99,17 +99,6 @@ def _train_step(model: nn.Module, data: dict, device: torch.device,
     return step
 
 
-def _graph_features(detector: nn.Module) -> None:
-    """The detector's backbone and neck (what ``extract_feat`` runs) as CUDA graphs, in place.
-    Registered as a child (``graphed_features``), so that ``train()`` / ``eval()`` reach the
-    graphed module's own mode, which selects its graph; its parameters are the detector's."""
-    parts = [detector.backbone] + ([detector.neck] if detector.with_neck else [])
-    detector.graphed_features = graphed = CUDAGraphed(nn.Sequential(*parts))
-    # a bound method, stored as a plain instance attribute, shadows the class's method (a
-    # module assigned there would be registered as a child and leave the method in place)
-    detector.extract_feat = graphed.__call__
-
-
 def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (800, 1216),
                     precision: str = 'fp32', device: str = 'cpu', warmup: int = 1,
                     repeats: int = 5, memory: bool = True, profile: bool = False,
@@ -174,7 +163,7 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
             fast_name = f'{name[:-1]}, {compile}]'
             models[fast_name] = model = copy.deepcopy(models[name])
             if compile == 'graphs':
-                _graph_features(model)
+                graph_features(model)
             else:
                 model.extract_feat = compiling.compile(
                     model.extract_feat,

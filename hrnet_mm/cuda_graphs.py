@@ -21,11 +21,13 @@ so a graphed module's statistics and weights follow an eager one's step for step
 
 What a graph cannot follow: outputs are the graph's own memory, overwritten by the next call
 (clone what you keep across calls); parameters must be updated in place (every torch
-optimizer does) and not replaced: ``.to()`` / ``.half()`` of the wrapper drops its graphs (they
-are captured again on the next calls, as they are in a copy), of the wrapped module alone it
-would leave them reading the old memory; CPU work that depends on values (``.item()``,
-data-dependent shapes) cannot be captured; one process, one GPU (DDP needs its own warm-up; not
-supported).
+optimizer does) and not replaced: ``.to()`` / ``.half()`` of the wrapper or of the wrapped
+module drops its graphs (they are captured again on the next calls, as they are in a copy);
+CPU work that depends on values (``.item()``, data-dependent shapes) cannot be captured; one
+process, one GPU (DDP needs its own warm-up; not supported).
+
+From a config, :class:`hrnet_mm.engine.CUDAGraphsHook` runs a detector's, segmentor's or pose
+estimator's features (backbone and neck) this way (:func:`graph_features`).
 Under ``torch.autocast`` the capture turns autocast's weight cache off (CUDA graphs require it),
 and the graph keeps the precision it was captured with.
 
@@ -43,7 +45,7 @@ from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['CUDAGraphed']
+__all__ = ['CUDAGraphed', 'graph_features']
 
 
 class Signature(NamedTuple):
@@ -90,6 +92,12 @@ def _buffers_kept(module: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
+def _weights_memory(module: nn.Module) -> Optional[Tuple[int, torch.dtype]]:
+    """Where the first parameter lives (moving a module moves all of them)."""
+    p = next(module.parameters(), None)
+    return None if p is None else (p.data_ptr(), p.dtype)
+
+
 class CUDAGraphed(nn.Module):
     """Runs ``module`` as CUDA graphs, one per input signature (see the module's notes).
 
@@ -119,6 +127,7 @@ class CUDAGraphed(nn.Module):
         self.max_graphs = max_graphs
         self._graphs: Dict[Signature, Callable[[torch.Tensor], Any]] = {}
         self._warned = False
+        self._memory = _weights_memory(module)
 
     def forward(self, x: torch.Tensor) -> Any:
         if not isinstance(x, torch.Tensor):
@@ -127,6 +136,7 @@ class CUDAGraphed(nn.Module):
         if x.device.type != 'cuda':
             raise ValueError(f'CUDAGraphed: CUDA graphs replay GPU work; the input is on '
                              f'{x.device} (move the model and its input to a GPU)')
+        self._drop_stale_graphs()
         key = _signature(self.module, x)
         run = self._graphs.get(key)
         if run is None:
@@ -143,17 +153,29 @@ class CUDAGraphed(nn.Module):
                 run = self._graphs[key] = capture(x)
         return run(x)
 
+    def _drop_stale_graphs(self) -> None:
+        """Graphs read the parameters' memory of their capture: where the wrapped module was
+        moved on its own (``module.cuda()``, ``.half()``), they are dropped and captured
+        again."""
+        memory = _weights_memory(self.module)
+        if memory != self._memory:
+            self._graphs.clear()
+            self._warned = False
+            self._memory = memory
+
     def _apply(self, fn, *args, **kwargs):
         # .to() / .cuda() / .half() give the parameters new memory, which the graphs would go
         # on reading: they are dropped, and captured again on the next calls.
         self._graphs.clear()
         self._warned = False
-        return super()._apply(fn, *args, **kwargs)
+        out = super()._apply(fn, *args, **kwargs)
+        self._memory = _weights_memory(self.module)
+        return out
 
     def __getstate__(self) -> dict:
         # A copy (copy.deepcopy, as EMA hooks make; pickle) has memory of its own: it captures
         # its own graphs (a CUDA graph cannot be copied or pickled).
-        return dict(super().__getstate__(), _graphs={}, _warned=False)
+        return dict(super().__getstate__(), _graphs={}, _warned=False, _memory=None)
 
     def _capture_inference(self, x: torch.Tensor) -> Callable[[torch.Tensor], Any]:
         static_x = x.clone()  # the caller's tensor stays the caller's
@@ -186,3 +208,77 @@ class CUDAGraphed(nn.Module):
         if own is not None:
             module.forward = own
         return graphed
+
+
+class _Features(nn.Module):
+    """A model's ``extract_feat`` (backbone, then neck) as a module for :class:`CUDAGraphed`:
+    the parts are its children, so the graphs see their parameters, buffers and mode; it is
+    not registered in the model, whose ``state_dict`` stays as it is."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        with_neck = getattr(model, 'with_neck', False)
+        self.parts = nn.ModuleList([model.backbone] + ([model.neck] if with_neck else []))
+        object.__setattr__(self, '_model', model)  # not a child: the model holds this
+
+    @property
+    def training(self) -> bool:
+        # the backbone's mode, as model.train() / model.eval() set it (this module is not
+        # among the model's children, which those reach)
+        return self.parts[0].training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        pass
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return type(self._model).extract_feat(self._model, x)
+
+
+def graph_features(model: nn.Module, warmup: int = 3, max_graphs: int = 4) -> CUDAGraphed:
+    """Replace ``model.extract_feat`` (mmdet detectors, mmseg segmentors, mmpose estimators:
+    the backbone, then the neck) by CUDA graphs of it, in place; returns the wrapper (the
+    one already there, where the model's features run as graphs).
+
+    The heads, losses and optimizer stay eager; the model's ``state_dict`` is unchanged. In
+    training the features are the graph's memory until the next step (each step reads them
+    once); in evaluation they are copied out, since a model may call ``extract_feat`` twice
+    before using either result (mmpose's flip test).
+
+    Example:
+        >>> graphed = graph_features(segmentor.cuda())
+        >>> segmentor.extract_feat is not type(segmentor).extract_feat
+        True
+    """
+    if not callable(getattr(model, 'extract_feat', None)) or not hasattr(model, 'backbone'):
+        raise ValueError(f'graph_features: {type(model).__name__} has no backbone and '
+                         'extract_feat (mmdet detectors, mmseg segmentors and mmpose '
+                         'estimators have)')
+    if isinstance(model.__dict__.get('extract_feat'), _GraphedFeatures):
+        return model.extract_feat.graphed  # a second run of a runner (train, then test)
+    graphed = CUDAGraphed(_Features(model), warmup=warmup, max_graphs=max_graphs)
+    # an instance attribute shadows the class's method; _Features calls the class's
+    model.extract_feat = _GraphedFeatures(graphed)
+    return graphed
+
+
+class _GraphedFeatures:
+    """``extract_feat`` replayed (an object, not a closure: a deep copy of the model, as EMA
+    hooks make, gets a copy of it that runs the copy's own parts)."""
+
+    def __init__(self, graphed: CUDAGraphed) -> None:
+        self.graphed = graphed
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        out = self.graphed(x)
+        return out if self.graphed.module.training else _copied(out)
+
+
+def _copied(out: Any) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out.clone()
+    if isinstance(out, (list, tuple)):
+        return type(out)(_copied(o) for o in out)
+    if isinstance(out, dict):
+        return {k: _copied(v) for k, v in out.items()}
+    return out

@@ -74,7 +74,7 @@ class EagerStandIn(nn.Module):
     the row names the GPU report judges, the stock pairs, and every call going through the
     wrapper."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, *args, **kwargs) -> None:
         super().__init__()
         self.module = module
         self.training = module.training

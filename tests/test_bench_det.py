@@ -3,7 +3,7 @@ import pytest
 import torch
 from helpers import EagerStandIn, tool_module
 
-import hrnet_mm.bench_det as bench_det
+import hrnet_mm.cuda_graphs as cuda_graphs
 from hrnet_mm.bench import format_table
 from hrnet_mm.bench_det import OURS, RESNET, STOCK, build_detectors, run_faster_rcnn
 
@@ -33,8 +33,8 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
     the graphs replaced by eager runs: the backbone and neck of each go through the wrapper,
     in training mode, and the rows are named as tools/gpu_report.py judges them)."""
     wrapped = []
-    monkeypatch.setattr(bench_det, 'CUDAGraphed',
-                        lambda m: wrapped.append(EagerStandIn(m)) or wrapped[-1])
+    monkeypatch.setattr(cuda_graphs, 'CUDAGraphed',
+                        lambda *a, **k: wrapped.append(EagerStandIn(*a, **k)) or wrapped[-1])
     saved = []
     results = run_faster_rcnn('w18', batch=1, size=(128, 160), warmup=0, repeats=1,
                               memory=False, pad_channels=8, compile='graphs', streams=True,
@@ -51,10 +51,12 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
                           f'{OURS} [channels_last]', padded, parallel, *graphed]
     assert all(r['train_img_s'] > 0 for r in rows.values())
     assert [w.calls for w in wrapped] == [['train']] * 4  # the one timed step of each row
-    assert [type(w.module[0]).__name__ for w in wrapped] == ['HRNet'] + ['HRNetV2'] * 3
-    assert [w.module[0].stage4[0].parallel_branches for w in wrapped[1:]] == [False, False, True]
+    assert [type(w.module.parts[0]).__name__ for w in wrapped] == ['HRNet'] + ['HRNetV2'] * 3
+    assert [w.module.parts[0].stage4[0].parallel_branches for w in wrapped[1:]] == \
+        [False, False, True]
     assert rows[parallel]['max_abs_diff'] <= 1e-4
-    assert type(wrapped[0].module[1]).__name__ == 'HRFPN' and len(wrapped[1].module) == 1
+    assert type(wrapped[0].module.parts[1]).__name__ == 'HRFPN'
+    assert len(wrapped[1].module.parts) == 1
     assert rows[OURS]['max_abs_diff'] <= 1e-4
     # the padded backbone (18 -> 24, 36 -> 40 channels) gives the same features
     assert rows[padded]['max_abs_diff'] <= 1e-4 and results['pad_channels'] == 8

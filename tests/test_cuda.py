@@ -439,6 +439,39 @@ def test_demo_trains_compiled_with_cuda_graphs(demo_dir, tmp_path, record_proper
     assert 'Model has been "compiled"' in log and 'Traceback' not in log
 
 
+def test_cuda_graphs_hook_trains_a_demo_as_the_eager_model_and_tests_it(demo_dir, tmp_path,
+                                                                        record_property):
+    """The seg demo with ``custom_hooks = [dict(type='CUDAGraphsHook')]`` (a config inheriting
+    the demo's) through tools/train.py: six iterations end where the eager run's end (fp32,
+    the same seed), and tools/test.py evaluates the checkpoint through the graphs. On the CPU
+    the hook leaves the model eager (one log line), so both runs are eager there."""
+    config, metric = DEMOS['seg']
+    graphed = tmp_path / 'graphed.py'
+    graphed.write_text(f'_base_ = {str(ROOT / config)!r}\n'
+                       "custom_hooks = [dict(type='CUDAGraphsHook')]\n")
+    weights, logs = {}, {}
+    for name, cfg in (('eager', ROOT / config), ('graphed', graphed)):
+        work = tmp_path / name
+        logs[name] = _tool([sys.executable, str(ROOT / 'tools/train.py'), str(cfg), '--work-dir',
+                            str(work), '--cfg-options', 'train_cfg.max_iters=6'], demo_dir)
+        state = torch.load(work / 'iter_6.pth', map_location='cpu', weights_only=False)
+        weights[name] = {k: v for k, v in state['state_dict'].items() if v.is_floating_point()}
+    assert list(weights['graphed']) == list(weights['eager'])  # the model's own keys
+    measured = dict(weights=rel(list(weights['graphed'].values()),
+                                list(weights['eager'].values())))
+    record_property('measured', json.dumps(measured))
+    assert measured['weights'] <= 1e-3, measured
+    said = 'CUDAGraphsHook: EncoderDecoder.extract_feat runs as CUDA graphs'
+    assert (said in logs['graphed']) == ON_GPU and said not in logs['eager']
+    assert ('CUDAGraphsHook: the model is on cpu' in logs['graphed']) != ON_GPU
+    out = tmp_path / 'metrics.json'
+    _tool([sys.executable, str(ROOT / 'tools/test.py'), str(graphed),
+           str(tmp_path / 'graphed/iter_6.pth'), '--work-dir', str(tmp_path / 'graphed'),
+           '--out', str(out)], demo_dir)
+    value = json.loads(out.read_text())[metric]
+    assert value == value and value >= 0
+
+
 def _console_script(name: str) -> str:
     """A console script of this environment: beside the interpreter, or where pip puts a
     system Python's scripts (/usr/local/bin) or the user's (~/.local/bin)."""

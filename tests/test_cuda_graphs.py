@@ -6,10 +6,12 @@ import pickle
 
 import pytest
 import torch
-from helpers import EagerStandIn, randomize, tool_module
+from helpers import ROOT, EagerStandIn, max_abs_diff, randomize, tool_module
 
 from hrnet_mm import HRNetV2
-from hrnet_mm.cuda_graphs import CUDAGraphed, _buffers_kept, _signature
+import hrnet_mm.cuda_graphs as cuda_graphs
+import hrnet_mm.engine.hooks as hooks
+from hrnet_mm.cuda_graphs import CUDAGraphed, _buffers_kept, _signature, graph_features
 from hrnet_mm.models.fusion import HRModule
 
 
@@ -69,6 +71,13 @@ def test_moving_or_copying_drops_the_graphs_and_keeps_the_model():
         fake_graphs()
         assert move(graphed) is graphed and graphed._graphs == {} and not graphed._warned
     assert graphed.module.conv1.weight.dtype == torch.float32
+    # the wrapped module moved on its own: dropped at the next call
+    fake_graphs()
+    graphed._drop_stale_graphs()
+    assert graphed._graphs  # nothing moved
+    graphed.module.double()
+    graphed._drop_stale_graphs()
+    assert graphed._graphs == {} and not graphed._warned
 
 
 def test_refusals_in_one_line():
@@ -117,3 +126,112 @@ def test_benchmark_graphs_rows_are_the_ones_the_gpu_report_judges(monkeypatch, c
     assert results['stock_pairs'] == dict.fromkeys(ours, target['strongest'])
     got = report.check_target(target, results)
     assert got['ratio'] > 0 and got['vs_strongest_stock'] > 0
+
+
+# ------------------------------------------------------------- a model's features, a config
+SEG_DEMO = ROOT / 'configs/seg/demo_fcn_hrnetv2-w18-small-v1.py'
+
+
+@pytest.fixture
+def eager_graphs(monkeypatch):
+    """CUDAGraphed replaced by eager runs that record each call's mode (as on the CPU)."""
+    wrapped = []
+    monkeypatch.setattr(cuda_graphs, 'CUDAGraphed',
+                        lambda *a, **k: wrapped.append(EagerStandIn(*a, **k)) or wrapped[-1])
+    return wrapped
+
+
+def _segmentor():
+    from mmengine.config import Config
+
+    from hrnet_mm.registry import build_in_library
+    return build_in_library(Config.fromfile(str(SEG_DEMO)).model, 'mmseg')
+
+
+def test_graph_features_runs_extract_feat_through_the_graphs_state_dict_unchanged(eager_graphs):
+    model = _segmentor().train()
+    keys = list(model.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    eager = type(model).extract_feat(model, x)[0]
+    graphed = graph_features(model, warmup=2, max_graphs=3)
+    assert graph_features(model) is graphed and len(eager_graphs) == 1  # once per model
+    assert list(model.state_dict()) == keys  # checkpoints as without it
+    assert graphed.module.parts[0] is model.backbone and len(graphed.module.parts) == 1
+    train_out = model.extract_feat(x)
+    model.eval()
+    eval_out = model.extract_feat(x)
+    assert graphed.calls == ['train', 'infer'] and not graphed.module.training
+    assert max_abs_diff(train_out, [eager]) == 0
+    assert max_abs_diff(eval_out, [type(model).extract_feat(model, x)[0]]) == 0
+    # in evaluation the features are copies: a second call (mmpose's flip test) cannot
+    # overwrite the first one's in the graph's memory; in training they are the graph's
+    static = (torch.randn(1, 4), )
+    graphed.forward = lambda x: static  # as a graph returns: the same memory every call
+    out = model.extract_feat(x)
+    assert out[0] is not static[0] and torch.equal(out[0], static[0])
+    assert model.train().extract_feat(x)[0] is static[0]
+    del graphed.forward
+    # a deep copy (EMA hooks) runs its own parts
+    copied = copy.deepcopy(model)
+    features = copied.extract_feat.graphed.module
+    assert features._model is copied and features.parts[0] is copied.backbone
+    with pytest.raises(ValueError, match=r'^graph_features: HRNetV2 has no backbone and '
+                                         r'extract_feat \(mmdet detectors'):
+        graph_features(HRNetV2(arch='w18_small_v1'))
+
+
+def _demo_runner(work_dir, hook=dict(type='CUDAGraphsHook'), **cfg_options):
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(str(SEG_DEMO))
+    cfg.work_dir = str(work_dir)
+    cfg.train_cfg.max_iters = 2
+    cfg.log_level = 'INFO'
+    cfg.custom_hooks = [hook]
+    cfg.merge_from_dict(cfg_options)
+    return Runner.from_cfg(cfg)
+
+
+def test_cuda_graphs_hook_trains_and_tests_a_demo_config_through_the_graphs(
+        demo_dir, tmp_path, monkeypatch, eager_graphs, capsys):
+    """The seg demo config with ``custom_hooks = [dict(type='CUDAGraphsHook')]``, on the CPU
+    as if on a GPU (graphs replaced by eager runs): training and testing go through the
+    graphs, the checkpoint holds the model's own keys and loads into a model without it."""
+    monkeypatch.chdir(demo_dir)
+    monkeypatch.setattr(hooks, '_device', lambda model: torch.device('cuda'))
+    runner = _demo_runner(tmp_path)
+    runner.train()
+    runner.test()
+    assert len(eager_graphs) == 1
+    assert eager_graphs[0].calls[:2] == ['train', 'train'] and eager_graphs[0].calls[-1] == 'infer'
+    assert 'CUDAGraphsHook: EncoderDecoder.extract_feat runs as CUDA graphs, one per input ' \
+        'shape (at most 4)' in capsys.readouterr().out
+    state = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)
+    assert list(state['state_dict']) == list(_segmentor().state_dict())
+
+
+def test_cuda_graphs_hook_on_the_cpu_runs_the_model_eagerly(demo_dir, tmp_path, monkeypatch,
+                                                             eager_graphs, capsys):
+    monkeypatch.chdir(demo_dir)
+    runner = _demo_runner(tmp_path)
+    runner.train()
+    assert eager_graphs == [] and 'extract_feat' not in runner.model.__dict__
+    assert 'CUDAGraphsHook: the model is on cpu; CUDA graphs need a GPU, the model runs ' \
+        'eagerly' in capsys.readouterr().out
+
+
+def test_cuda_graphs_hook_refusals_in_one_line(demo_dir, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mmengine.model import MMDistributedDataParallel
+    with pytest.raises(ValueError, match=r'^CUDAGraphsHook: warmup=0, max_graphs=4; both must '
+                                         r'be ints >= 1$'):
+        hooks.CUDAGraphsHook(warmup=0)
+    hook = hooks.CUDAGraphsHook()
+    wrapped = MMDistributedDataParallel.__new__(MMDistributedDataParallel)
+    with pytest.raises(RuntimeError, match=r'^CUDAGraphsHook: one process, one GPU; the model '
+                                           r'is wrapped in MMDistributedDataParallel '
+                                           r'\(distributed\): remove the hook'):
+        hook.before_run(SimpleNamespace(model=wrapped, cfg={}))
+    with pytest.raises(RuntimeError, match=r"^CUDAGraphsHook with compile=True: choose one "):
+        hook.before_run(SimpleNamespace(model=_segmentor(), cfg=dict(compile=True)))

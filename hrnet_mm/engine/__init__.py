@@ -1,5 +1,5 @@
 """Training-time helpers registered into mmengine."""
-from .hooks import WeightsDigestHook
+from .hooks import CUDAGraphsHook, WeightsDigestHook
 from .quiet import ProgressBarHook
 
-__all__ = ['ProgressBarHook', 'WeightsDigestHook']
+__all__ = ['CUDAGraphsHook', 'ProgressBarHook', 'WeightsDigestHook']

@@ -5,8 +5,11 @@ import os.path as osp
 import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
+
+from ..cuda_graphs import graph_features
 
 
 def weights_digest(model: torch.nn.Module) -> str:
@@ -35,3 +38,54 @@ class WeightsDigestHook(Hook):
         path = osp.join(runner.work_dir, f'weights_rank{get_rank()}.sha256')
         with open(path, 'w') as f:
             f.write(weights_digest(model) + '\n')
+
+
+@HOOKS.register_module(force=True)
+class CUDAGraphsHook(Hook):
+    """Train and evaluate with the model's features (backbone, then neck: ``extract_feat``)
+    replayed as CUDA graphs (:func:`hrnet_mm.cuda_graphs.graph_features`), from a config.
+
+    For fixed input sizes (mmseg and mmpose crops, a detector's fixed-size batches): each new
+    input shape is captured once, in a few eager calls' time, up to ``max_graphs`` (each keeps
+    its own memory); further shapes run eagerly, with one warning. Heads, losses, the optimizer
+    wrapper (AMP included) and checkpoints are as without it. One process and one GPU: a
+    distributed model stops the run with a one-line error, as ``compile`` does (it makes CUDA
+    graphs of its own with ``compile=dict(mode='reduce-overhead')``); a model on the CPU runs
+    as without it (one log line).
+
+    Args:
+        warmup: eager calls before each capture.
+        max_graphs: input shapes captured at most.
+
+    Example (config):
+        custom_hooks = [dict(type='CUDAGraphsHook')]
+    """
+
+    def __init__(self, warmup: int = 3, max_graphs: int = 4) -> None:
+        if not all(isinstance(v, int) and v >= 1 for v in (warmup, max_graphs)):
+            raise ValueError(f'CUDAGraphsHook: warmup={warmup!r}, max_graphs={max_graphs!r}; '
+                             'both must be ints >= 1')
+        self.warmup, self.max_graphs = warmup, max_graphs
+
+    def before_run(self, runner) -> None:
+        model = runner.model
+        if is_model_wrapper(model):
+            raise RuntimeError(f'CUDAGraphsHook: one process, one GPU; the model is wrapped in '
+                               f'{type(model).__name__} (distributed): remove the hook from '
+                               'custom_hooks, or train on one GPU')
+        if runner.cfg.get('compile'):
+            raise RuntimeError(f"CUDAGraphsHook with compile={runner.cfg.get('compile')!r}: "
+                               'choose one (compile=dict(mode=\'reduce-overhead\') makes CUDA '
+                               'graphs of the compiled step)')
+        device = _device(model)
+        if device.type != 'cuda':
+            print_log(f'CUDAGraphsHook: the model is on {device}; CUDA graphs need a GPU, the '
+                      'model runs eagerly', logger='current')
+            return
+        graph_features(model, self.warmup, self.max_graphs)
+        print_log(f'CUDAGraphsHook: {type(model).__name__}.extract_feat runs as CUDA graphs, '
+                  f'one per input shape (at most {self.max_graphs})', logger='current')
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
