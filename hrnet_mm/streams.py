@@ -15,8 +15,11 @@ data, only their order in time.
   is branch-parallel too.
 - Eagerly, the CPU still launches one kernel at a time; branches overlap only where the GPU
   runs behind the CPU.
-- On the CPU, under ``torch.compile`` (which traces one stream) and with ``with_cp`` in
-  training (recomputation in backward), a module runs its branches in turn, as without it.
+- On the CPU, under ``torch.compile`` and other tracers (they trace one stream) and with
+  ``with_cp`` in training (recomputation in backward), a module runs its branches in turn, as
+  without it.
+
+Not yet tried with several GPUs (DDP, SyncBN's collectives issued from the side streams).
 
 Memory: a map used on a stream other than the one that made it is recorded on that stream
 (``Tensor.record_stream``), so the allocator does not hand its memory out again before that
@@ -59,8 +62,10 @@ def parallel_branches(model: nn.Module, enabled: bool = True) -> nn.Module:
 
 
 def uses_streams(x: torch.Tensor) -> bool:
-    """Whether work on ``x`` can be spread over CUDA streams here (a GPU tensor, eager)."""
-    return x.is_cuda and not torch.compiler.is_compiling()
+    """Whether work on ``x`` can be spread over CUDA streams here: a GPU tensor, run eagerly
+    (not traced by ``torch.compile`` / ``torch.export``, nor by ``torch.jit.trace``, as the
+    ONNX export does: a trace holds one stream)."""
+    return x.is_cuda and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 def _current_stream(device: torch.device) -> 'torch.cuda.Stream':

@@ -125,8 +125,19 @@ def test_off_without_parallel_branches_and_with_checkpointing_in_training(stream
     assert ('wait', 'side1', 'current') in log
 
 
-def test_streams_are_left_to_cuda_tensors_outside_compiling():
-    assert not streams.uses_streams(torch.zeros(1))
+def test_streams_are_left_to_cuda_tensors_outside_compiling_and_tracing():
+    from types import SimpleNamespace
+    on_gpu = SimpleNamespace(is_cuda=True)  # as a CUDA tensor answers
+    assert streams.uses_streams(on_gpu) and not streams.uses_streams(torch.zeros(1))
+    seen = []
+
+    def traced(t):
+        seen.append(streams.uses_streams(on_gpu))
+        return t + 1
+
+    torch.jit.trace(traced, torch.zeros(1), check_trace=False)
+    torch.compile(traced, backend='eager', fullgraph=True)(torch.zeros(1))
+    assert seen == [False, False]  # ONNX export traces, torch.compile compiles: one stream
     assert not HRModule('BASIC', [1, 1], [8, 16], [8, 16], parallel_branches=True)._streams_apply(
         torch.zeros(1))
 
