@@ -258,13 +258,15 @@ def peak_memory_mib(step: Callable[[], None], device: torch.device,
 def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device,
                       warmup: int, repeats: int, progress: Callable[[str], None],
                       first: Optional[Dict[str, float]] = None,
-                      on_round: Optional[Callable[[Dict[str, float], str], None]] = None
-                      ) -> Dict[str, float]:
+                      on_round: Optional[Callable[[Dict[str, float], str], None]] = None,
+                      failed: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     """Median seconds per call of each step, the steps taking turns; ``first`` (if given)
     gets each step's first call in seconds (a warm-up, or the first repeat). ``on_round``
     (if given) is called with the medians so far and what is done: after each step's first
     warm-up (a compile can take minutes) and after each round of repeats, so that a run cut
-    short keeps them."""
+    short keeps them. ``failed`` (if given) gets the error of each step that raises, in one
+    line, and the others go on without it (a GPU run is too short to lose the other rows)."""
+    steps = dict(steps)
 
     def timed(step: Callable[[], None]) -> float:
         _sync(device)
@@ -273,27 +275,48 @@ def _time_interleaved(steps: Dict[str, Callable[[], None]], device: torch.device
         _sync(device)
         return time.perf_counter() - start
 
+    def attempt(name: str) -> Optional[float]:
+        try:
+            return timed(steps[name])
+        except Exception as e:
+            if failed is None:
+                raise
+            failed[name] = one_line_error(e)
+            progress(f'{name}: failed, left out ({failed[name]})')
+            del steps[name], times[name]
+            return None
+
     def done(what: str, times: Dict[str, List[float]]) -> None:
         if on_round is not None:
             on_round({name: statistics.median(t) for name, t in times.items() if t}, what)
 
     times: Dict[str, List[float]] = {name: [] for name in steps}
+    count = len(steps)
     for i in range(warmup):
-        for k, (name, step) in enumerate(steps.items()):
+        for k, name in enumerate(list(steps)):
             progress(f'warm-up {i + 1}/{warmup}: {name}')
-            t = timed(step)
-            if i == 0 and first is not None:
+            t = attempt(name)
+            if i == 0 and first is not None and t is not None:
                 first[name] = t
             if i == 0:
-                done(f'first call of {k + 1} of {len(steps)} rows', times)
+                done(f'first call of {k + 1} of {count} rows', times)
     for r in range(repeats):
-        for name, step in steps.items():
+        for name in list(steps):
             progress(f'repeat {r + 1}/{repeats}: {name}')
-            times[name].append(timed(step))
+            t = attempt(name)
+            if t is None:
+                continue
+            times[name].append(t)
             if r == 0 and warmup == 0 and first is not None:
-                first[name] = times[name][0]
+                first[name] = t
         done(f'{r + 1} of {repeats} repeats', times)
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def one_line_error(e: BaseException, limit: int = 300) -> str:
+    """``Type: first line of the message``, at most ``limit`` characters."""
+    lines = str(e).strip().splitlines()
+    return f'{type(e).__name__}: {lines[0] if lines else ""}'[:limit]
 
 
 def _train_step(model: nn.Module, x: torch.Tensor, device: torch.device,
@@ -557,9 +580,15 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
         models = dict(plain)
         add_fast_rows(models, 'infer', fast)
         for name in fast_names.values():
-            if name in models:
+            if name not in models:
+                continue
+            try:
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
+            except Exception as e:  # the other rows are still measured, this one said
+                rows[name].notes.append(f'infer: {one_line_error(e)}')
+                progress(f'{name}: failed, left out ({one_line_error(e)})')
+                del models[name]
         _measure_inference(models, **measure)
     if 'train' in modes:
         models = {name: copy.deepcopy(m) for name, m in plain.items()}
@@ -617,7 +646,8 @@ def measure_rows(steps: Dict[str, Callable[[], None]], models: Dict[str, nn.Modu
     """Time the steps in turns (:func:`_time_interleaved`) into their rows' ``{mode}_img_s``
     and ``first_call_s``, then (``memory``, ``profile``) each one's peak memory and profile.
     ``checkpoint(what is measured so far)`` is called after each round of repeats and each
-    row's memory or profile: a run cut short keeps the medians of the rounds it finished."""
+    row's memory or profile: a run cut short keeps the medians of the rounds it finished.
+    A step that raises while timed is left out, its error in its row's ``notes``."""
 
     def on_round(seconds: Dict[str, float], done: str) -> None:
         for name, sec in first.items():
@@ -627,7 +657,12 @@ def measure_rows(steps: Dict[str, Callable[[], None]], models: Dict[str, nn.Modu
         checkpoint(f'{mode}: {done}')
 
     first: Dict[str, float] = {}
-    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first, on_round)
+    failed: Dict[str, str] = {}
+    seconds = _time_interleaved(steps, dev, warmup, repeats, progress, first, on_round,
+                                failed)
+    for name, error in failed.items():
+        rows[name].notes.append(f'{mode}: {error}')
+    steps = {name: step for name, step in steps.items() if name not in failed}
     for i, (name, step) in enumerate(steps.items() if memory else ()):
         progress(f'{mode} memory: {name}')
         setattr(rows[name], f'{mode}_peak_mib',
@@ -835,6 +870,9 @@ def format_table(results: dict) -> str:
     lines += _fast_vs_stock_fast(results)
     lines += _own_path_effects(results)
     lines += _first_calls(rows)
+    for r in rows:
+        if r.get('notes'):  # a row whose step failed: the others were measured without it
+            lines += ['', f"Left out, it failed: {r['name']}: " + '; '.join(r['notes'])]
     peaks = results.get('peak') or {}
     if 'gmacs_per_image' in results:
         lines += ['', f"GFLOP/s = 2 x {results['gmacs_per_image']:.2f} G multiply-adds per "

@@ -429,6 +429,37 @@ def test_benchmark_fast_precision_and_profile():
                                           '(mmcv\'s RoIAlign in a detector).')
 
 
+def test_a_benchmark_row_that_fails_is_left_out_and_the_others_are_measured(monkeypatch):
+    """As a CUDA graph capture failing on a GPU would: the row's error in one line, in the
+    progress, the row and under the table; every other row measured (a GPU run is too short
+    to lose them)."""
+    import hrnet_mm.bench as bench
+
+    class Broken(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            raise RuntimeError('CUDA error: operation not permitted when stream is capturing\n'
+                               'CUDA kernel errors might be asynchronously reported')
+
+    monkeypatch.setattr(bench, 'parallel_branches', Broken)
+    lines = []
+    results = run(arch='w18_small_v1', representation='v2', batch=1, size=(64, 64),
+                  references=('mmseg', ), modes=('infer', 'train'), fast=('channels_last', ),
+                  streams=True, warmup=1, repeats=1, memory=False, progress=lines.append)
+    rows = {r['name']: r for r in results['rows']}
+    broken = 'hrnet_mm fast [channels_last, streams]'
+    error = 'RuntimeError: CUDA error: operation not permitted when stream is capturing'
+    assert rows[broken]['notes'] == [f'infer: {error}', f'train: {error}']
+    assert rows[broken]['infer_img_s'] is None and rows[broken]['train_img_s'] is None
+    assert all(r['infer_img_s'] and r['train_img_s'] for n, r in rows.items() if n != broken)
+    assert lines.count(f'{broken}: failed, left out ({error})') == 2
+    assert (f'\n\nLeft out, it failed: {broken}: infer: {error}; train: {error}'
+            in format_table(results))
+
+
 @pytest.mark.parametrize('library, representation', [
     ('mmseg', 'v2'), ('mmdet', 'v2p'), ('mmdet', 'v1'), ('mmpose', 'v1'), ('timm', 'cls')])
 def test_benchmark_pairs_compute_the_same(library, representation):
