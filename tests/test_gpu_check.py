@@ -41,10 +41,14 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     assert report['cases']['conv_widths'].startswith('measured in ')
     assert (out / 'install.log').read_text().count('[install] done') == 1
 
-    # A second call resumes: what the first measured is left out, named, and not measured again
-    env.update(GPU_CHECK_RESUME='1', GPU_CHECK_CASES='conv_widths infer_w48_graphs')
+    # A second call resumes: what the first measured is left out, named, and not measured
+    # again; a case past its limit (here 0x its estimate: 10 s) is stopped, and said so
+    env.update(GPU_CHECK_RESUME='1', GPU_CHECK_CASES='det_w18_fp32 conv_widths infer_w48_graphs',
+               GPU_CHECK_CASE_FACTOR='0')
     console = _gpu_check(tmp_path / 'out2', env)
     assert 'benchmark conv_widths: measured by an earlier call on this machine' in console
     assert '[gpu_check' in console and 'benchmark conv_widths\n' not in console
     report = json.loads((tmp_path / 'out2' / 'gpu_results.json').read_text())
-    assert report['bench'] == {} and list(report['cases']) == ['conv_widths']
+    assert list(report['cases']) == ['det_w18_fp32', 'conv_widths']
+    assert report['cases']['det_w18_fp32'].startswith(
+        'stopped at its limit, 10 s (0x its estimate); last progress: [benchmark')

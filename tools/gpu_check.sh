@@ -18,8 +18,9 @@
 # expression selects) and GPU_CHECK_CASES="name ..." (only these benchmark cases): for a second
 # call, e.g. on the still-warm machine, where the install is already done and is skipped in
 # seconds: GPU_CHECK_TESTS=0 GPU_CHECK_CASES="det_w18_cudagraphs";
-# GPU_CHECK_WHL (the wheel folder, default .whl). GPU_CHECK_RESUME=1: leave out the cases that
-# an earlier call on this machine measured (they are listed in GPU_CHECK_DONE, default
+# GPU_CHECK_WHL (the wheel folder, default .whl); GPU_CHECK_CASE_FACTOR (default 3: a case
+# is stopped at that many times its estimated seconds). GPU_CHECK_RESUME=1: leave out the
+# cases that an earlier call on this machine measured (they are listed in GPU_CHECK_DONE, default
 # /tmp/hrnet_mm_gpu_check_done, which a call without it starts afresh), so that a second call
 # needs no list of what is left: GPU_CHECK_RESUME=1 GPU_CHECK_TESTS=0 GPU_CHECK_BUDGET=200.
 set -uo pipefail
@@ -148,8 +149,15 @@ for entry in "${CASES[@]}"; do
   fi
   say "benchmark $name"
   case_start=$(date +%s)
+  # At most GPU_CHECK_CASE_FACTOR (default 3) times its estimate: a case that hangs or
+  # compiles for minutes leaves the time of the cases after it (what it measured is kept).
+  cap=$((estimate * ${GPU_CHECK_CASE_FACTOR:-3}))
+  limit=$(($(left) - 10))
+  why="the time left"
+  [ "$cap" -lt "$limit" ] && limit=$cap && why="${GPU_CHECK_CASE_FACTOR:-3}x its estimate"
+  limit=$(at_least 10 "$limit")
   # shellcheck disable=SC2086
-  timeout "$(at_least 10 $(($(left) - 10)))" "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
+  timeout "$limit" "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \
     --out "$WORK/bench/$name.json" > "$WORK/case.log" 2>&1
   RC=$?
   cat "$WORK/case.log" >> "$OUT/bench.log"
@@ -157,6 +165,9 @@ for entry in "${CASES[@]}"; do
   if [ $RC = 0 ]; then
     note "$name" "measured in ${took} s (estimate ${estimate} s)"
     echo "$name" >> "$DONE"
+  elif [ $RC = 124 ]; then
+    note "$name" "stopped at its limit, ${limit} s ($why); last progress: $(grep \
+      '^\[benchmark' "$WORK/case.log" | tail -n 1)"
   else
     # the last progress line (seconds since the start: where the time went), the error
     note "$name" "exit $RC after ${took} s; last progress: $(grep '^\[benchmark' \
