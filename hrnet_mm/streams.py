@@ -51,13 +51,13 @@ def parallel_branches(model: nn.Module, enabled: bool = True) -> nn.Module:
         >>> sum(m.parallel_branches for m in model.modules() if isinstance(m, HRModule))
         8
     """
-    from .models.fusion import HRModule
-    found = [m for m in model.modules() if isinstance(m, HRModule)]
-    if not found:
+    from .models import HRModule, HRNetV2
+    if not any(isinstance(m, HRModule) for m in model.modules()):
         raise ValueError(f'parallel_branches: {type(model).__name__} holds no HRModule (an '
                          'HRNetV2 backbone has one per exchange)')
-    for m in found:
-        m.parallel_branches = enabled
+    for m in model.modules():
+        if isinstance(m, (HRModule, HRNetV2)):  # the backbone's attribute says it too
+            m.parallel_branches = enabled
     return model
 
 

@@ -147,8 +147,9 @@ def test_hrnetv2_argument_and_function_turn_every_module_on():
                               parallel_branches=True))
     modules = [m for m in model.modules() if isinstance(m, HRModule)]
     assert len(modules) == 3 and all(m.parallel_branches for m in modules)
+    assert model.parallel_branches
     assert streams.parallel_branches(model, enabled=False) is model
-    assert not any(m.parallel_branches for m in modules)
+    assert not any(m.parallel_branches for m in modules) and not model.parallel_branches
     with pytest.raises(ValueError, match=r'^parallel_branches: Conv2d holds no HRModule \(an '
                                          r'HRNetV2 backbone has one per exchange\)$'):
         streams.parallel_branches(torch.nn.Conv2d(1, 1, 1))
