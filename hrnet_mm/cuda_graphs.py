@@ -25,11 +25,11 @@ optimizer does) and not replaced: ``.to()`` / ``.half()`` of the wrapper or of t
 module drops its graphs (they are captured again on the next calls, as they are in a copy);
 CPU work that depends on values (``.item()``, data-dependent shapes) cannot be captured; one
 process, one GPU (DDP needs its own warm-up; not supported).
+Under ``torch.autocast`` the capture turns autocast's weight cache off (CUDA graphs require it),
+and the graph keeps the precision it was captured with.
 
 From a config, :class:`hrnet_mm.engine.CUDAGraphsHook` runs a detector's, segmentor's or pose
 estimator's features (backbone and neck) this way (:func:`graph_features`).
-Under ``torch.autocast`` the capture turns autocast's weight cache off (CUDA graphs require it),
-and the graph keeps the precision it was captured with.
 
 Example:
     >>> model = CUDAGraphed(HRNetV2(arch='w48', representation='v2').cuda().train())
