@@ -586,8 +586,9 @@ def run(arch: str = 'w18', representation: str = 'branches', batch: int = 1,
                 rows[name].max_abs_diff = _max_abs_diff(plain[baseline], models[name], x, dev,
                                                         precision, fast_precision)
             except Exception as e:  # the other rows are still measured, this one said
-                rows[name].notes.append(f'infer: {one_line_error(e)}')
-                progress(f'{name}: failed, left out ({one_line_error(e)})')
+                error = one_line_error(e)
+                rows[name].notes.append(f'infer: {error}')
+                progress(f'{name}: failed, left out ({error})')
                 del models[name]
         _measure_inference(models, **measure)
     if 'train' in modes:

@@ -129,6 +129,7 @@ CASES=(
   "pose_w32_fp32|35|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision fp32 --fast channels_last --warmup 2 --repeats 8|--arch w18_small_v1 --representation v1 --refs mmpose --batch 2 --size 64 64 --modes train --fast channels_last --warmup 0 --repeats 1 --no-memory"
   "conv_widths|15|--model conv_widths --batch 2 --size 200 304 --precision bf16 --repeats 20|--model conv_widths --batch 1 --size 16 24 --precision bf16 --repeats 1"
 )
+CASE_FACTOR=${GPU_CHECK_CASE_FACTOR:-3}
 DEVICE_ARGS=(--device cuda --profile)
 [ "$DRY" = 1 ] && DEVICE_ARGS=(--device cpu --profile)
 for entry in "${CASES[@]}"; do
@@ -151,10 +152,10 @@ for entry in "${CASES[@]}"; do
   case_start=$(date +%s)
   # At most GPU_CHECK_CASE_FACTOR (default 3) times its estimate: a case that hangs or
   # compiles for minutes leaves the time of the cases after it (what it measured is kept).
-  cap=$((estimate * ${GPU_CHECK_CASE_FACTOR:-3}))
+  cap=$((estimate * CASE_FACTOR))
   limit=$(($(left) - 10))
   why="the time left"
-  [ "$cap" -lt "$limit" ] && limit=$cap && why="${GPU_CHECK_CASE_FACTOR:-3}x its estimate"
+  [ "$cap" -lt "$limit" ] && limit=$cap && why="${CASE_FACTOR}x its estimate"
   limit=$(at_least 10 "$limit")
   # shellcheck disable=SC2086
   timeout "$limit" "$PY" tools/benchmark.py $args "${DEVICE_ARGS[@]}" \

@@ -73,8 +73,9 @@ class CUDAGraphsHook(Hook):
             raise RuntimeError(f'CUDAGraphsHook: one process, one GPU; the model is wrapped in '
                                f'{type(model).__name__} (distributed): remove the hook from '
                                'custom_hooks, or train on one GPU')
-        if runner.cfg.get('compile'):
-            raise RuntimeError(f"CUDAGraphsHook with compile={runner.cfg.get('compile')!r}: "
+        compile_cfg = runner.cfg.get('compile')
+        if compile_cfg:
+            raise RuntimeError(f'CUDAGraphsHook with compile={compile_cfg!r}: '
                                'choose one (compile=dict(mode=\'reduce-overhead\') makes CUDA '
                                'graphs of the compiled step)')
         device = _device(model)
