@@ -14,8 +14,8 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated as an API',
                         category=UserWarning)
 
-from .compat import (mmengine_amp_compilable, mmpose_to_numpy_bfloat16, roi_align_bfloat16,
-                     skip_mmpretrain_multimodal)
+from .compat import (mmengine_amp_compilable, mmengine_compiled_steps_eager,
+                     mmpose_to_numpy_bfloat16, roi_align_bfloat16, skip_mmpretrain_multimodal)
 
 # Before anything imports mmpretrain.models (mmdet.models and mmseg.models do): with
 # transformers >= 5, mmpretrain 1.2.0's multimodal models break every one of those imports.
@@ -26,6 +26,8 @@ roi_align_bfloat16()
 mmpose_to_numpy_bfloat16()
 # mmengine's `compile` with AMP: torch 2.11 cannot trace the version check in its autocast.
 mmengine_amp_compilable()
+# ... and with CUDA graphs: the optimizer's state would be made inside a graph and overwritten.
+mmengine_compiled_steps_eager()
 
 from . import engine  # noqa: F401  (registers WeightsDigestHook)
 from .engine.checkpoints import install as _safe_checkpoints

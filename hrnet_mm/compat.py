@@ -176,3 +176,79 @@ def mmengine_amp_compilable() -> bool:
     eager.hrnet_mm_eager = True
     amp.digit_version = eager
     return True
+
+
+def compiles_cuda_graphs(compile_cfg: object) -> bool:
+    """Whether mmengine's ``compile`` setting makes inductor replay CUDA graphs.
+
+    ``mode='reduce-overhead'`` and ``'max-autotune'`` do, as does
+    ``options={'triton.cudagraphs': True}`` or ``backend='cudagraphs'``; ``True``, ``None`` and
+    the other modes do not.
+
+    Example:
+        >>> compiles_cuda_graphs(dict(mode='reduce-overhead')), compiles_cuda_graphs(True)
+        (True, False)
+    """
+    if not isinstance(compile_cfg, dict):
+        return False
+    options = compile_cfg.get('options') or {}
+    return (compile_cfg.get('mode') in ('reduce-overhead', 'max-autotune')
+            or bool(options.get('triton.cudagraphs')) or compile_cfg.get('backend') == 'cudagraphs')
+
+
+def mmengine_compiled_steps_eager() -> bool:
+    """Keep the optimizer step out of mmengine's compiled ``train_step`` where it makes CUDA
+    graphs.
+
+    mmengine's ``compile`` compiles the whole ``train_step``, ``optim_wrapper.update_params``
+    included. With CUDA graphs (``compile=dict(mode='reduce-overhead')``) the optimizer's state
+    (SGD's momentum, Adam's moments) is then made inside a graph, in memory that the graph's
+    next replay overwrites: the second step stops with ``accessing tensor output of CUDAGraphs
+    that has been overwritten by a subsequent run`` (seen on an H100 with torch 2.11, the seg
+    demo under bf16 AMP; any model compiled so). For those settings the runner's optimizer
+    wrappers now step eagerly, outside the graphs (model forward and backward stay compiled);
+    other settings are left as they were.
+
+    Returns:
+        bool: True where mmengine's Runner is installed and now does so.
+    """
+    try:
+        from mmengine.runner import Runner
+    except Exception:  # noqa: BLE001  no usable mmengine: nothing compiles through it
+        return False
+    original = Runner._maybe_compile
+    if getattr(original, 'hrnet_mm_eager_steps', False):
+        return True
+
+    @functools.wraps(original)
+    def _maybe_compile(self, target: str) -> None:
+        original(self, target)
+        if target == 'train_step' and compiles_cuda_graphs(self.cfg.get('compile')):
+            if eager_optimizer_steps(self.optim_wrapper):
+                self.logger.info('compile with CUDA graphs: the optimizer steps eagerly, '
+                                 'outside the graphs (hrnet_mm.compat)')
+
+    _maybe_compile.hrnet_mm_eager_steps = True
+    Runner._maybe_compile = _maybe_compile
+    return True
+
+
+def eager_optimizer_steps(optim_wrapper: object) -> bool:
+    """Make each optimizer wrapper's ``step`` (one, or each of an ``OptimWrapperDict``) run
+    eagerly when called from compiled code; returns whether any was changed.
+
+    Example:
+        >>> from mmengine.optim import OptimWrapper
+        >>> wrapper = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1))
+        >>> eager_optimizer_steps(wrapper), eager_optimizer_steps(wrapper)
+        (True, False)
+    """
+    values = getattr(optim_wrapper, 'optim_wrappers', None)
+    wrappers = list(values.values()) if isinstance(values, dict) else [optim_wrapper]
+    changed = False
+    for wrapper in wrappers:
+        if not getattr(wrapper.step, 'hrnet_mm_eager', False):
+            wrapper.step = torch.compiler.disable(wrapper.step)  # the bound method, eagerly
+            wrapper.step.hrnet_mm_eager = True
+            changed = True
+    return changed
