@@ -109,8 +109,9 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
     :func:`hrnet_mm.bench.format_table`'s form (ratios against the stock HRNet detector).
 
     ``pad_channels`` adds hrnet_mm's channels_last detector with its backbone's widths
-    padded to that multiple (:mod:`hrnet_mm.padding`); ``streams`` hrnet_mm's channels_last
-    detector with its backbone's branches on parallel CUDA streams (:mod:`hrnet_mm.streams`).
+    padded to that multiple (:mod:`hrnet_mm.padding`); ``streams`` the same detectors
+    (channels_last, and padded) with their backbone's branches on parallel CUDA streams
+    (:mod:`hrnet_mm.streams`).
     ``compile`` (``'compile'``,
     ``'cudagraphs'`` or ``'graphs'``) adds the channels_last HRNet detectors (stock, hrnet_mm,
     padded) with backbone and neck (``extract_feat``) compiled by inductor, ``'cudagraphs'``
@@ -150,13 +151,14 @@ def run_faster_rcnn(arch: str = 'w18', batch: int = 2, size: Sequence[int] = (80
         models[padded] = pad_model_channels(copy.deepcopy(models[f'{OURS} [channels_last]']),
                                             pad_channels)
         rows[padded] = Row(padded, precision, max_abs_diff=checked_diff(padded))
-    if streams:
-        parallel = f'{OURS} [channels_last, streams]'
-        models[parallel] = parallel_branches(copy.deepcopy(models[f'{OURS} [channels_last]']))
-        rows[parallel] = Row(parallel, precision, max_abs_diff=checked_diff(parallel))
+    eager = [f'{OURS} [channels_last]'] + ([padded] if pad_channels else [])
+    if streams:  # each of those with its branches on parallel streams too
+        for name in list(eager):
+            parallel = f'{name[:-1]}, streams]'
+            models[parallel] = parallel_branches(copy.deepcopy(models[name]))
+            rows[parallel] = Row(parallel, precision, max_abs_diff=checked_diff(parallel))
+            eager.append(parallel)
     # each hrnet_mm row and the stock row with the same generic tools
-    eager = ([f'{OURS} [channels_last]'] + ([padded] if pad_channels else []) +
-             ([parallel] if streams else []))
     pairs = dict.fromkeys(eager, f'{STOCK} [channels_last]')
     if compile:
         for name in [f'{STOCK} [channels_last]'] + eager:

@@ -52,13 +52,25 @@ def parallel_branches(model: nn.Module, enabled: bool = True) -> nn.Module:
         8
     """
     from .models import HRModule, HRNetV2
-    if not any(isinstance(m, HRModule) for m in model.modules()):
+    if not holds_hr_modules(model):
         raise ValueError(f'parallel_branches: {type(model).__name__} holds no HRModule (an '
                          'HRNetV2 backbone has one per exchange)')
     for m in model.modules():
         if isinstance(m, (HRModule, HRNetV2)):  # the backbone's attribute says it too
             m.parallel_branches = enabled
     return model
+
+
+def holds_hr_modules(model: nn.Module) -> bool:
+    """Whether ``model`` holds HRNet modules, whose branches :func:`parallel_branches` can
+    spread over streams.
+
+    Example:
+        >>> holds_hr_modules(HRNetV2(arch='w18_small_v1')), holds_hr_modules(nn.Conv2d(3, 3, 1))
+        (True, False)
+    """
+    from .models import HRModule
+    return any(isinstance(m, HRModule) for m in model.modules())
 
 
 def uses_streams(x: torch.Tensor) -> bool:

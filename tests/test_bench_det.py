@@ -45,16 +45,20 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
     rows = {r['name']: r for r in results['rows']}
     padded = f'{OURS} [channels_last, pad 8]'
     parallel = f'{OURS} [channels_last, streams]'
+    both = f'{OURS} [channels_last, pad 8, streams]'
     graphed = [f'{STOCK} [channels_last, graphs]', f'{OURS} [channels_last, graphs]',
-               f'{OURS} [channels_last, pad 8, graphs]', f'{OURS} [channels_last, streams, graphs]']
+               f'{OURS} [channels_last, pad 8, graphs]', f'{OURS} [channels_last, streams, graphs]',
+               f'{OURS} [channels_last, pad 8, streams, graphs]']
     assert list(rows) == [STOCK, OURS, RESNET, f'{STOCK} [channels_last]',
-                          f'{OURS} [channels_last]', padded, parallel, *graphed]
+                          f'{OURS} [channels_last]', padded, parallel, both, *graphed]
     assert all(r['train_img_s'] > 0 for r in rows.values())
-    assert [w.calls for w in wrapped] == [['train']] * 4  # the one timed step of each row
-    assert [type(w.module.parts[0]).__name__ for w in wrapped] == ['HRNet'] + ['HRNetV2'] * 3
+    assert [w.calls for w in wrapped] == [['train']] * 5  # the one timed step of each row
+    assert [type(w.module.parts[0]).__name__ for w in wrapped] == ['HRNet'] + ['HRNetV2'] * 4
     assert [w.module.parts[0].stage4[0].parallel_branches for w in wrapped[1:]] == \
-        [False, False, True]
-    assert rows[parallel]['max_abs_diff'] <= 1e-4
+        [False, False, True, True]
+    # padded and on streams: 18 -> 24 channels in the graphed backbone's first branch
+    assert wrapped[4].module.parts[0].stage4[0].branches[0][0].conv1.out_channels == 24
+    assert rows[parallel]['max_abs_diff'] <= 1e-4 and rows[both]['max_abs_diff'] <= 1e-4
     assert type(wrapped[0].module.parts[1]).__name__ == 'HRFPN'
     assert len(wrapped[1].module.parts) == 1
     assert rows[OURS]['max_abs_diff'] <= 1e-4
@@ -63,8 +67,8 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
     assert results['stock_pairs'] == {f'{OURS} [channels_last]': f'{STOCK} [channels_last]',
                                       padded: f'{STOCK} [channels_last]',
                                       parallel: f'{STOCK} [channels_last]',
-                                      graphed[1]: graphed[0], graphed[2]: graphed[0],
-                                      graphed[3]: graphed[0]}
+                                      both: f'{STOCK} [channels_last]',
+                                      **{name: graphed[0] for name in graphed[1:]}}
     target = next(t for t in gpu_report.TARGETS if t['case'] == 'det_w18_graphs')
     assert set(graphed[1:]) <= set(target['ours']) and target['strongest'] == graphed[0]
     effect = rows[padded]['train_img_s'] / rows[f'{OURS} [channels_last]']['train_img_s']
@@ -72,6 +76,9 @@ def test_faster_rcnn_benchmark_runs_every_row(monkeypatch):
             f'padding): train {effect:.2f}x') in format_table(results)
     effect = rows[graphed[3]]['train_img_s'] / rows[graphed[1]]['train_img_s']
     assert (f'\nParallel branches: {graphed[3]} against {graphed[1]} (the same without '
+            f'streams): train {effect:.2f}x') in format_table(results)
+    effect = rows[graphed[4]]['train_img_s'] / rows[graphed[2]]['train_img_s']
+    assert (f'\nParallel branches: {graphed[4]} against {graphed[2]} (the same without '
             f'streams): train {effect:.2f}x') in format_table(results)
     assert f'ratios vs {STOCK}' in format_table(results)
 

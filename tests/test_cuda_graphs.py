@@ -205,9 +205,44 @@ def test_cuda_graphs_hook_trains_and_tests_a_demo_config_through_the_graphs(
     assert len(eager_graphs) == 1
     assert eager_graphs[0].calls[:2] == ['train', 'train'] and eager_graphs[0].calls[-1] == 'infer'
     assert 'CUDAGraphsHook: EncoderDecoder.extract_feat runs as CUDA graphs, one per input ' \
-        'shape (at most 4)' in capsys.readouterr().out
+        'shape (at most 4), the HRNet branches on parallel CUDA streams' in capsys.readouterr().out
+    # the branches on streams: every HRNet module of the graphed model (on a GPU: streams)
+    modules = [m for m in runner.model.modules() if isinstance(m, HRModule)]
+    assert modules and all(m.parallel_branches for m in modules)
     state = torch.load(tmp_path / 'iter_2.pth', map_location='cpu', weights_only=False)
     assert list(state['state_dict']) == list(_segmentor().state_dict())
+
+
+def test_cuda_graphs_hook_leaves_the_branches_as_built_where_asked_or_not_hrnet(
+        monkeypatch, eager_graphs):
+    """``parallel_branches=False`` keeps the model's own setting; a model without HRNet
+    modules (any backbone) is graphed without streams and without an error."""
+    from types import SimpleNamespace
+
+    import torch.nn as nn
+    monkeypatch.setattr(hooks, '_device', lambda model: torch.device('cuda'))
+    said = []  # what the hook logs (mmengine's current logger may write where no test reads)
+    monkeypatch.setattr(hooks, 'print_log', lambda msg, logger=None: said.append(msg))
+    segmentor = _segmentor()
+    hooks.CUDAGraphsHook(parallel_branches=False).before_run(
+        SimpleNamespace(model=segmentor, cfg={}))
+    assert not any(m.parallel_branches for m in segmentor.modules() if isinstance(m, HRModule))
+
+    class Plain(nn.Module):  # a ResNet-like model: extract_feat, no HRNet modules
+        def __init__(self):
+            super().__init__()
+            self.backbone = nn.Conv2d(3, 4, 3)
+
+        def extract_feat(self, x):
+            return self.backbone(x)
+
+    plain = Plain()
+    hooks.CUDAGraphsHook().before_run(SimpleNamespace(model=plain, cfg={}))
+    assert len(eager_graphs) == 2 and 'extract_feat' in plain.__dict__
+    assert said == [
+        'CUDAGraphsHook: EncoderDecoder.extract_feat runs as CUDA graphs, one per input shape '
+        '(at most 4)',
+        'CUDAGraphsHook: Plain.extract_feat runs as CUDA graphs, one per input shape (at most 4)']
 
 
 def test_cuda_graphs_hook_on_the_cpu_runs_the_model_eagerly(demo_dir, tmp_path, monkeypatch,
@@ -227,6 +262,9 @@ def test_cuda_graphs_hook_refusals_in_one_line(demo_dir, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r'^CUDAGraphsHook: warmup=0, max_graphs=4; both must '
                                          r'be ints >= 1$'):
         hooks.CUDAGraphsHook(warmup=0)
+    with pytest.raises(ValueError, match=r"^CUDAGraphsHook: parallel_branches='yes'; True or "
+                                         r"False$"):
+        hooks.CUDAGraphsHook(parallel_branches='yes')
     hook = hooks.CUDAGraphsHook()
     wrapped = MMDistributedDataParallel.__new__(MMDistributedDataParallel)
     with pytest.raises(RuntimeError, match=r'^CUDAGraphsHook: one process, one GPU; the model '

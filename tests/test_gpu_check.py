@@ -46,6 +46,10 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     env.update(GPU_CHECK_RESUME='1', GPU_CHECK_CASES='det_w18_fp32 conv_widths infer_w48_graphs',
                GPU_CHECK_CASE_FACTOR='0')
     console = _gpu_check(tmp_path / 'out2', env)
+    # nor is the install checked again (52 s of an H100's time): the first call's is known
+    assert (tmp_path / 'done.installed').read_text().strip() == sys.executable
+    assert 'install: done by an earlier call on this machine (GPU_CHECK_RESUME=1)' in console
+    assert not (tmp_path / 'out2' / 'install.log').exists()
     assert 'benchmark conv_widths: measured by an earlier call on this machine' in console
     assert '[gpu_check' in console and 'benchmark conv_widths\n' not in console
     report = json.loads((tmp_path / 'out2' / 'gpu_results.json').read_text())

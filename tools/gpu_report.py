@@ -18,7 +18,8 @@ from hrnet_mm.bench import format_table  # noqa: E402
 
 DET_OURS = ['hrnet_mm HRNetV2p', 'hrnet_mm HRNetV2p [channels_last]',
             'hrnet_mm HRNetV2p [channels_last, pad 8]',
-            'hrnet_mm HRNetV2p [channels_last, streams]']
+            'hrnet_mm HRNetV2p [channels_last, streams]',
+            'hrnet_mm HRNetV2p [channels_last, pad 8, streams]']
 #: The issue's GPU targets: case file, the reference row, the rows that may meet it
 #: (the best counts), the target ratio, and the strongest stock variant to report beside it.
 EAGER = [
