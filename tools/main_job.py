@@ -39,6 +39,7 @@ from mmengine.runner import Runner
 
 from hrnet_mm.complexity import build_from_config, count
 from hrnet_mm.data import prepare_demo_data, use_data_root
+from hrnet_mm.engine import interrupts
 from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import (CfgOptions, add_debug_flag, check_work_dir, int_at_least,
                                   run_tool)
@@ -321,6 +322,7 @@ def run_model(task: str, t: Task, model: Model, args, step: str, console) -> dic
     iters = max(1, int(t.iters * args.scale))
     runs = []
     for seed in range(args.seeds):
+        interrupts.check()
         cfg = Config.fromfile(config)
         cfg.work_dir = osp.join(work, f'seed{seed}')
         os.makedirs(cfg.work_dir, exist_ok=True)
@@ -401,6 +403,7 @@ def main(argv=None) -> int:
         for task in args.tasks:
             t = tasks[task]
             for i, model in enumerate(t.models):
+                interrupts.check()  # a Ctrl-C that a library lost (hrnet_mm.engine.interrupts)
                 row = run_model(task, t, model, args, f'[{len(rows) + 1}/{steps}]', console)
                 if i:  # sizes against the task's first model (the HRNet, or the paper's head)
                     row['vs_hrnet'] = matched(row, rows[-1])
@@ -409,8 +412,8 @@ def main(argv=None) -> int:
                     save_results(rows, args, time.time() - start,
                                  f'{len(rows)} of {steps} models')
                     saved = len(rows)
-    except KeyboardInterrupt:
-        if saved:
+    except BaseException as exc:  # a Ctrl-C, or an error a library made of one
+        if saved and (isinstance(exc, KeyboardInterrupt) or interrupts.interrupted()):
             print(f'written so far: {args.work_dir}/results.md, results.json, results.png '
                   f'({saved} of {steps} models)', flush=True)
         raise

@@ -3,7 +3,8 @@
 A known failure (a checkpoint that does not fit or is unsafe, a missing or unreadable file, a
 bad value) prints ``error: <what, which file or value, what to do>`` on stderr and exits 1;
 anything else prints its type and first line the same way. ``--debug`` re-raises, so the whole
-traceback shows. Ctrl-C exits 130 quietly.
+traceback shows. Ctrl-C exits 130 quietly, also where a library lost or converted it
+(:mod:`hrnet_mm.engine.interrupts`).
 
 Example:
     >>> def main(argv=None) -> int:
@@ -19,6 +20,8 @@ import sys
 from typing import Callable, List, Optional
 
 from mmengine.config import DictAction
+
+from . import interrupts
 
 #: Exceptions whose message says it all, besides hrnet_mm's own (CheckpointError,
 #: DatasetError): the ValueErrors and RuntimeErrors hrnet_mm and the tools raise.
@@ -107,13 +110,17 @@ def run_tool(main: Callable[[Optional[List[str]]], int],
     argv = sys.argv[1:] if argv is None else argv
     debug = '--debug' in argv
     try:
-        return main(argv)
+        with interrupts.remembered():
+            return main(argv)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
         return 130
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the point is to end every failure alike
+        if interrupts.interrupted():  # a Ctrl-C that a library turned into another error
+            print('interrupted', file=sys.stderr)
+            return 130
         if debug:
             raise
         print(f'error: {one_line(exc)} (--debug shows the traceback)', file=sys.stderr)

@@ -32,6 +32,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from . import interrupts
+
 _OWN = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the hrnet_mm package
 
 
@@ -349,6 +351,7 @@ class ProgressBarHook(Hook):
         self.bar.update(runner.iter)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        interrupts.check()  # a Ctrl-C lost in this iteration (a finalizer, a bare except)
         if self.bar is None:
             return
         loss = (outputs or {}).get('loss')
