@@ -193,7 +193,8 @@ def compiles_cuda_graphs(compile_cfg: object) -> bool:
         return False
     options = compile_cfg.get('options') or {}
     return (compile_cfg.get('mode') in ('reduce-overhead', 'max-autotune')
-            or bool(options.get('triton.cudagraphs')) or compile_cfg.get('backend') == 'cudagraphs')
+            or bool(options.get('triton.cudagraphs'))
+            or compile_cfg.get('backend') == 'cudagraphs')
 
 
 def mmengine_compiled_steps_eager() -> bool:

@@ -5,9 +5,10 @@ places drop it: an exception raised inside a finalizer (``__del__``, a weakref c
 progress bar, a data loader or a runner collected mid-run) is printed and ignored, and a bare
 ``except:`` turns it into another error (mmengine's config formatter raises ``SyntaxError``,
 its message hub logs a warning and goes on). A user's Ctrl-C then goes unheard (a CI run
-once saw the main job run on to its end after one). :func:`remembered` keeps a flag beside the exception: :func:`check` raises it again
-at safe points (each training iteration of :class:`~hrnet_mm.engine.quiet.ProgressBarHook`,
-each model of the main job), and a failure after a Ctrl-C is reported as the interruption.
+once saw the main job run on to its end after one). :func:`remembered` keeps a flag beside
+the exception: :func:`check` raises it again at safe points (each training iteration of
+:class:`~hrnet_mm.engine.quiet.ProgressBarHook`, each model of the main job), and a failure
+after a Ctrl-C is reported as the interruption.
 
 Example:
     >>> with remembered():
