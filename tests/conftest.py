@@ -9,7 +9,25 @@ def pytest_addoption(parser):
     parser.addoption('--runslow', action='store_true', help='also run tests marked slow')
 
 
+def _long_ones_first(items):
+    """The tests marked ``long`` (``seconds=`` on an H100) first, the longest first, each
+    followed by another: pytest-xdist starts each worker on two consecutive tests. In
+    collection order the long ones came last and one ran alone at the end (the GPU check's
+    tests took 263 s where their work was about 150 s per worker)."""
+    def seconds(item):
+        return item.get_closest_marker('long').kwargs.get('seconds', 60)
+
+    long = sorted((i for i in items if i.get_closest_marker('long')), key=seconds, reverse=True)
+    rest = [i for i in items if not i.get_closest_marker('long')]
+    ordered = []
+    for item in long:
+        ordered += [item] + rest[:1]
+        rest = rest[1:]
+    items[:] = ordered + rest
+
+
 def pytest_collection_modifyitems(config, items):
+    _long_ones_first(items)
     # tests/test_cuda.py: on a GPU; HRNET_MM_CUDA_TESTS_ON=cpu dry-runs them on the CPU.
     if not torch.cuda.is_available() and os.environ.get('HRNET_MM_CUDA_TESTS_ON') != 'cpu':
         skip_cuda = pytest.mark.skip(reason='cuda: needs a GPU')

@@ -240,6 +240,7 @@ def test_fuse_conv_bn_and_optimize_for_inference(representation):
     assert max_abs_diff(plain, fast) <= 1e-4
 
 
+@pytest.mark.long(seconds=64)  # on an H100, 6 workers: started first
 def test_compile_fullgraph_inference_and_training():
     """Inductor on the device: one graph for inference and for a training step."""
     torch._dynamo.reset()
@@ -398,6 +399,7 @@ def _amp(dtype):
             'optim_wrapper.loss_scale=dynamic']
 
 
+@pytest.mark.long(seconds=100)  # on an H100, 6 workers: started first
 @pytest.mark.parametrize('task', sorted(DEMOS))
 def test_demo_trains_with_amp_resumes_and_is_tested(task, demo_dir, tmp_path):
     config, metric = DEMOS[task]
@@ -422,6 +424,7 @@ def test_demo_trains_with_amp_resumes_and_is_tested(task, demo_dir, tmp_path):
     assert value == value and value >= 0  # a number, not NaN
 
 
+@pytest.mark.long(seconds=180)  # on an H100, 6 workers: started first
 def test_demo_trains_compiled_with_cuda_graphs(demo_dir, tmp_path, record_property):
     """mmengine's ``compile`` with CUDA graphs (``mode='reduce-overhead'``: the seg demo's
     crops have one shape) and bf16 AMP, as a user asks for speed in a config; the optimizer
@@ -442,6 +445,7 @@ def test_demo_trains_compiled_with_cuda_graphs(demo_dir, tmp_path, record_proper
     assert 'compile with CUDA graphs: the optimizer steps eagerly, outside the graphs' in log
 
 
+@pytest.mark.long(seconds=110)  # on an H100, 6 workers: started first
 def test_cuda_graphs_hook_trains_a_demo_as_the_eager_model_and_tests_it(demo_dir, tmp_path,
                                                                         record_property):
     """The seg demo with ``custom_hooks = [dict(type='CUDAGraphsHook')]`` (a config inheriting
@@ -489,6 +493,7 @@ def _console_script(name: str) -> str:
     return shutil.which(name) or name
 
 
+@pytest.mark.long(seconds=70)  # on an H100, 6 workers: started first
 def test_mim_train_with_bf16_amp(demo_dir, tmp_path):
     mim = _console_script('mim')
     config = str(ROOT / DEMOS['seg'][0])

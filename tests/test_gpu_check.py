@@ -56,3 +56,22 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     assert list(report['cases']) == ['det_w18_fp32', 'conv_widths']
     assert report['cases']['det_w18_fp32'].startswith(
         'stopped at its limit, 10 s (0x its estimate); last progress: [benchmark')
+
+
+def test_the_long_cuda_tests_are_handed_out_first_one_per_worker():
+    """pytest-xdist starts each worker on two consecutive tests: the long ones (``long``
+    marks, their seconds on an H100) come first, the longest first, each with a short one."""
+    from types import SimpleNamespace
+
+    import pytest
+    from conftest import _long_ones_first
+
+    def item(name, seconds=None):
+        mark = pytest.mark.long(seconds=seconds).mark if seconds else None
+        return SimpleNamespace(name=name, get_closest_marker=lambda n: mark if n == 'long'
+                               else None)
+
+    items = [item('a'), item('b'), item('demo', 100), item('c'), item('compiled', 180),
+             item('mim', 70)]
+    _long_ones_first(items)
+    assert [i.name for i in items] == ['compiled', 'a', 'demo', 'b', 'mim', 'c']
