@@ -45,6 +45,7 @@ def test_a_ctrl_c_lost_in_a_finalizer_stops_training_at_the_next_iteration(capsy
     assert run_tool(main, []) == 130
     assert done == [0, 1, 2] and capsys.readouterr().err.splitlines()[-1] == 'interrupted'
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    interrupts.check()  # and forgotten: in-process code after the tool (a test) goes on
 
 
 def test_a_ctrl_c_a_library_turned_into_another_error_is_reported_as_interrupted(capsys):
@@ -93,3 +94,9 @@ def test_check_outside_a_tool_raises_only_after_a_ctrl_c():
         with interrupts.remembered():
             _sigint_in_a_finalizer()
             interrupts.check()
+    assert not interrupts.interrupted()
+    with pytest.raises(KeyboardInterrupt) as raised:  # another error after a Ctrl-C
+        with interrupts.remembered():
+            _sigint_in_a_finalizer()
+            raise ValueError('made of the interrupt')
+    assert isinstance(raised.value.__cause__, ValueError)

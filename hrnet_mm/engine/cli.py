@@ -110,7 +110,7 @@ def run_tool(main: Callable[[Optional[List[str]]], int],
     argv = sys.argv[1:] if argv is None else argv
     debug = '--debug' in argv
     try:
-        with interrupts.remembered():
+        with interrupts.remembered():  # also a Ctrl-C a library lost or made another error
             return main(argv)
     except KeyboardInterrupt:
         print('interrupted', file=sys.stderr)
@@ -118,9 +118,6 @@ def run_tool(main: Callable[[Optional[List[str]]], int],
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the point is to end every failure alike
-        if interrupts.interrupted():  # a Ctrl-C that a library turned into another error
-            print('interrupted', file=sys.stderr)
-            return 130
         if debug:
             raise
         print(f'error: {one_line(exc)} (--debug shows the traceback)', file=sys.stderr)

@@ -43,8 +43,10 @@ def _on_sigint(signum, frame) -> None:
 @contextlib.contextmanager
 def remembered() -> Iterator[None]:
     """Inside, SIGINT sets the flag and raises ``KeyboardInterrupt`` as Python's own handler
-    does. Only where Python's default handler is in place, in the main thread (a handler of
-    someone else's is left alone); the flag is cleared on entry, the handler restored on exit.
+    does, and an error that leaves the block after a Ctrl-C leaves it as ``KeyboardInterrupt``
+    (from that error). Only where Python's default handler is in place, in the main thread (a
+    handler of someone else's is left alone); on exit the handler is restored and the flag
+    cleared (nothing after the block sees it).
     """
     global _interrupted
     if (threading.current_thread() is not threading.main_thread()
@@ -55,5 +57,12 @@ def remembered() -> Iterator[None]:
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         yield
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        if _interrupted:  # a Ctrl-C that a library turned into another error
+            raise KeyboardInterrupt from exc
+        raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        _interrupted = False
