@@ -12,6 +12,15 @@ from hrnet_mm.engine.cli import run_tool
 from hrnet_mm.engine.quiet import ProgressBarHook
 
 
+@pytest.fixture(autouse=True)
+def _as_at_a_terminal():
+    """Python's own SIGINT handler, as at a terminal: a test run started in the background of
+    a script (CI's ``cmd &``) inherits SIGINT ignored, and Python leaves it so."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 class Collected:
     """An object whose finalizer runs while SIGINT arrives (a bar or a loader collected)."""
 
@@ -72,6 +81,17 @@ def test_without_a_ctrl_c_errors_and_results_are_as_before(capsys):
     assert run_tool(fails, []) == 1
     assert capsys.readouterr().err.startswith('error: SyntaxError: bad config')
     interrupts.check()  # no flag left behind
+
+
+def test_an_ignored_sigint_stays_ignored():
+    """A background job (SIGINT ignored) is not made to hear Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with interrupts.remembered():
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+            pass
+    assert not interrupts.interrupted()
 
 
 def test_someone_elses_handler_is_left_alone():
