@@ -175,16 +175,16 @@ for entry in "${CASES[@]}"; do
   RC=$?
   cat "$WORK/case.log" >> "$OUT/bench.log"
   took=$(($(date +%s) - case_start))
+  # the last progress line (seconds since the start: where the time went)
+  progress=$(grep '^\[benchmark' "$WORK/case.log" | tail -n 1)
   if [ $RC = 0 ]; then
     note "$name" "measured in ${took} s (estimate ${estimate} s)"
     echo "$name" >> "$DONE"
   elif [ $RC = 124 ]; then
-    note "$name" "stopped at its limit, ${limit} s ($why); last progress: $(grep \
-      '^\[benchmark' "$WORK/case.log" | tail -n 1)"
+    note "$name" "stopped at its limit, ${limit} s ($why); last progress: $progress"
   else
-    # the last progress line (seconds since the start: where the time went), the error
-    note "$name" "exit $RC after ${took} s; last progress: $(grep '^\[benchmark' \
-      "$WORK/case.log" | tail -n 1); last line: $(tail -n 1 "$WORK/case.log" | cut -c1-300)"
+    note "$name" "exit $RC after ${took} s; last progress: $progress; last line: $(tail -n 1 \
+      "$WORK/case.log" | cut -c1-300)"
   fi
 done
 
