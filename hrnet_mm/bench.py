@@ -385,9 +385,75 @@ def device_work(events: Sequence[Any], cuda: bool) -> List[Any]:
     return [e for e in events if e.name.startswith('aten::') and outermost(e)]
 
 
+#: What a kernel (CUDA) or outermost operator (CPU) does, by its name, lower-cased: the first
+#: pattern that matches gives its kind; ``other`` for none (:func:`kernel_kind`).
+KERNEL_KINDS = (
+    ('batch norm', r'batch_?norm|(^|[^a-z])bn_|welford'),
+    ('resize', r'upsample|interpolate'),
+    ('layout', r'nchwtonhwc|nhwctonchw'),
+    ('conv / matmul', r'conv|gemm|xmma|fprop|dgrad|wgrad|cutlass|cudnn|winograd|(^|:)mm$|'
+                      r'addmm|linear|matmul'),
+    ('optimizer', r'multi_tensor|foreach|fused_sgd|fused_adam'),
+    ('copy', r'copy|memcpy|memset|cat_?array|(^|:)cat$|fill|zero_'),
+    ('reduction', r'reduce|(^|:)(sum|mean)$'),
+    ('elementwise', r'elementwise|add|mul|relu|threshold|clamp|where|div|sub|pow'),
+)
+_KIND_RES = tuple((kind, re.compile(pattern)) for kind, pattern in KERNEL_KINDS)
+
+
+def kernel_kind(name: str) -> str:
+    """The :data:`KERNEL_KINDS` kind of a CUDA kernel's or a torch operator's name.
+
+    Example:
+        >>> kernel_kind('sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc')
+        'conv / matmul'
+        >>> kernel_kind('aten::native_batch_norm_backward'), kernel_kind('aten::max_pool2d')
+        ('batch norm', 'other')
+    """
+    low = name.lower()
+    return next((kind for kind, pattern in _KIND_RES if pattern.search(low)), 'other')
+
+
+def short_kernel_name(name: str, limit: int = 90) -> str:
+    """A kernel's name without ``void``, torch's namespaces and its argument list, cut to
+    ``limit`` characters (CUDA kernel names are whole C++ signatures).
+
+    Example:
+        >>> short_kernel_name('void at::native::reduce_kernel<512, 1>(at::native::R<float>)')
+        'reduce_kernel<512, 1>'
+    """
+    name = re.sub(r'^void |at::native::|\(anonymous namespace\)::|c10::', '', name)
+    if name.endswith(')'):  # cut the argument list: back to its matching '('
+        depth = 0
+        for i in range(len(name) - 1, 0, -1):
+            depth += {')': 1, '(': -1}.get(name[i], 0)
+            if depth == 0:
+                name = name if name[i - 1] == ' ' else name[:i]  # 'Memset (Device)' stays
+                break
+    return name if len(name) <= limit else name[:limit - 3] + '...'
+
+
+def _by_kind(kernels: Sequence[Any], top: int = 10) -> Tuple[Dict[str, float], list]:
+    """Summed kernel ms per kind, largest first, and the ``top`` kernels by summed time
+    (``[name, ms, count]``)."""
+    kinds: Dict[str, float] = {}
+    names: Dict[str, List[float]] = {}
+    for e in kernels:
+        ms = (e.time_range.end - e.time_range.start) / 1e3
+        kinds[kernel_kind(e.name)] = kinds.get(kernel_kind(e.name), 0.0) + ms
+        total = names.setdefault(short_kernel_name(e.name), [0.0, 0])
+        total[0] += ms
+        total[1] += 1
+    by_kind = {k: round(v, 3) for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])}
+    largest = sorted(names.items(), key=lambda kv: -kv[1][0])[:top]
+    return by_kind, [[n, round(ms, 3), c] for n, (ms, c) in largest]
+
+
 def profile_step(step: Callable[[], None], device: torch.device, step_s: float) -> dict:
     """Where one ``step``'s time goes: device kernel time, kernel launches, and the share of
-    the (unprofiled, median) step time ``step_s`` in which the device runs no kernel.
+    the (unprofiled, median) step time ``step_s`` in which the device runs no kernel; then
+    the kernel time by kind (``by_kind``, :func:`kernel_kind`: durations summed, so kernels
+    that overlap on parallel streams each count) and the ``top_kernels`` by time.
 
     On CUDA the kernels are the profiler's device events (overlapping ones counted once); on
     the CPU, torch's outermost operators stand in for them (:func:`device_work`).
@@ -407,9 +473,11 @@ def profile_step(step: Callable[[], None], device: torch.device, step_s: float) 
             busy_us += b - max(a, end)
             end = b
     busy_ms = busy_us / 1e3
+    by_kind, top = _by_kind(kernels)
     return dict(kernel_ms=round(busy_ms, 3), launches=len(kernels),
                 step_ms=round(step_s * 1e3, 3),
-                idle_pct=round(max(0.0, 100 * (1 - busy_ms / (step_s * 1e3))), 1))
+                idle_pct=round(max(0.0, 100 * (1 - busy_ms / (step_s * 1e3))), 1),
+                by_kind=by_kind, top_kernels=top)
 
 
 def _compiled(model: nn.Module, fast: Sequence[str]) -> nn.Module:
@@ -890,7 +958,32 @@ def format_table(results: dict) -> str:
         lines += [f"| {name} | {mode} | {p['step_ms']:.1f} | {p['kernel_ms']:.1f} | "
                   f"{p['launches']} | {p['idle_pct']:.0f} |" for name, mode, p in profiled]
         lines += ['', PROFILE_LEGEND['cpu' if results['device'].startswith('cpu') else 'cuda']]
+        lines += _kinds_table(profiled)
     return head + '\n'.join(lines)
+
+
+def _kinds_table(profiled: List[Tuple[str, str, dict]]) -> List[str]:
+    """The profiled rows' kernel time by kind (:func:`kernel_kind`): ms and share of the
+    summed kernel time, the kinds in order of their time over all rows."""
+    profiled = [(name, mode, p) for name, mode, p in profiled if p.get('by_kind')]
+    if not profiled:  # a JSON of an earlier run
+        return []
+    totals: Dict[str, float] = {}
+    for _, _, p in profiled:
+        for kind, ms in p['by_kind'].items():
+            totals[kind] = totals.get(kind, 0.0) + ms
+    kinds = sorted(totals, key=lambda k: -totals[k])
+
+    def cell(p: dict, kind: str) -> str:
+        ms = p['by_kind'].get(kind)
+        return '' if ms is None else f"{ms:.1f} ({100 * ms / sum(p['by_kind'].values()):.0f}%)"
+
+    lines = ['', 'Kernel ms by kind (durations summed: kernels overlapping on parallel streams '
+             'each count), share of the sum:', '',
+             '| model | mode | ' + ' | '.join(kinds) + ' |', '|---|---|' + '---|' * len(kinds)]
+    lines += [f'| {name} | {mode} | ' + ' | '.join(cell(p, k) for k in kinds) + ' |'
+              for name, mode, p in profiled]
+    return lines
 
 
 #: What the profile table's columns mean on each kind of device (:func:`device_work`).

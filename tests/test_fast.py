@@ -421,12 +421,73 @@ def test_benchmark_fast_precision_and_profile():
     for r in rows.values():
         p = r['profile']['infer']
         assert p['launches'] > 10 and p['kernel_ms'] > 0 and 0 <= p['idle_pct'] <= 100
-    assert '| mode | step ms | kernel ms | launches | idle % |' in format_table(results)
-    assert format_table(results).endswith('\n\nOn the CPU: kernel ms is the time in torch\'s '
-                                          'outermost operators, launches their count, idle % the '
-                                          'share of the step (unprofiled median) outside them: '
-                                          'Python, and C++ work outside torch\'s operators '
-                                          '(mmcv\'s RoIAlign in a detector).')
+        # summed durations: at least the busy time (their union); the largest kind first
+        kinds = p['by_kind']
+        assert sum(kinds.values()) >= p['kernel_ms'] - 0.01
+        assert list(kinds.values()) == sorted(kinds.values(), reverse=True)
+        assert kinds['conv / matmul'] >= 0.3 * sum(kinds.values())
+        top = p['top_kernels']
+        assert [ms for _, ms, _ in top] == sorted((ms for _, ms, _ in top), reverse=True)
+        assert 'aten::conv2d' in [name for name, _, _ in top]
+        assert sum(c for _, _, c in top) <= p['launches']
+    table = format_table(results)
+    assert '| mode | step ms | kernel ms | launches | idle % |' in table
+    assert ('\n\nOn the CPU: kernel ms is the time in torch\'s outermost operators, launches '
+            'their count, idle % the share of the step (unprofiled median) outside them: '
+            'Python, and C++ work outside torch\'s operators (mmcv\'s RoIAlign in a '
+            'detector).\n\nKernel ms by kind') in table
+    kinds = table.split('Kernel ms by kind')[1].splitlines()
+    assert kinds[2].startswith('| model | mode | conv / matmul | ')
+    mmseg = next(line for line in kinds if line.startswith('| mmseg | infer | '))
+    share = float(re.search(r'\(([\d.]+)%\)', mmseg.split(' | ')[2]).group(1))
+    conv = rows['mmseg']['profile']['infer']['by_kind']['conv / matmul']
+    assert share == round(100 * conv / sum(rows['mmseg']['profile']['infer']['by_kind'].values()))
+
+
+@pytest.mark.parametrize('name, kind', [
+    ('sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc_nhwc_tilesize128x128x64_'
+     'warpgroupsize1x1x1_execute_segment_k_off_kernel__5x_cudnn', 'conv / matmul'),
+    ('void cudnn::bn_fw_tr_1C11_kernel_NCHW<float, float, int, 512, true, 1>(cudnnTensorStruct, '
+     'float const*, float*)', 'batch norm'),
+    ('void at::native::batch_norm_collect_statistics_channels_last_kernel<at::native::WelfordOps'
+     '<float, float, int, thrust::pair<float, float> >, float, float, 4>(float const*, int)',
+     'batch norm'),
+    ('void at::native::(anonymous namespace)::upsample_nearest2d_nhwc_out_frame<c10::BFloat16, '
+     '&at::native::nearest_neighbor_compute_source_index>(c10::BFloat16 const*)', 'resize'),
+    ('void cudnn::ops::nchwToNhwcKernel<float, float, float, false, true, '
+     '(cudnnKernelDataType_t)2>(cudnn::ops::nchw2nhwc_params_t<float>, float const*, float*)',
+     'layout'),
+    ('void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float>, '
+     'at::detail::Array<char*, 3> >(int, at::native::CUDAFunctor_add<float>)', 'elementwise'),
+    ('void at::native::elementwise_kernel<128, 2, at::native::gpu_kernel_impl_nocast<at::native::'
+     'direct_copy_kernel_cuda(at::TensorIteratorBase&)::{lambda(float)#1}>(int)', 'copy'),
+    ('void at::native::reduce_kernel<512, 1, at::native::ReduceOp<float, at::native::'
+     'func_wrapper_t<float, at::native::sum_functor<float, float, float> > > >(int)', 'reduction'),
+    ('void at::native::(anonymous namespace)::multi_tensor_apply_kernel<at::native::(anonymous '
+     'namespace)::TensorListMetadata<3>, std::plus<float>, float>(int)', 'optimizer'),
+    ('Memcpy DtoD (Device -> Device)', 'copy'),
+    ('void roi_align_forward_cuda_kernel<float>(int, float const*, float*)', 'other'),
+    ('aten::conv2d', 'conv / matmul'), ('aten::convolution_backward', 'conv / matmul'),
+    ('aten::native_batch_norm_backward', 'batch norm'), ('aten::add_', 'elementwise'),
+    ('aten::threshold_backward', 'elementwise'), ('aten::upsample_bilinear2d', 'resize'),
+    ('aten::cat', 'copy'), ('aten::sum', 'reduction'), ('aten::_foreach_add_', 'optimizer'),
+    ('aten::addmm', 'conv / matmul'), ('aten::max_pool2d', 'other')])
+def test_kernels_and_operators_are_told_apart_by_kind(name, kind):
+    from hrnet_mm.bench import kernel_kind
+    assert kernel_kind(name) == kind
+
+
+def test_kernel_names_are_shortened_to_what_tells_them_apart():
+    from hrnet_mm.bench import short_kernel_name
+    assert short_kernel_name(
+        'void at::native::(anonymous namespace)::CatArrayBatchedCopy_contig<at::native::'
+        '(anonymous namespace)::OpaqueType<4u>, unsigned int, 4, 64, 64>(at::native::(anonymous '
+        'namespace)::OpaqueType<4u>*, int (*)(int), unsigned int)') == \
+        'CatArrayBatchedCopy_contig<OpaqueType<4u>, unsigned int, 4, 64, 64>'
+    assert short_kernel_name('Memset (Device)') == 'Memset (Device)'
+    assert short_kernel_name('aten::conv2d') == 'aten::conv2d'
+    long = short_kernel_name('sm90_xmma_' + 'x' * 200)
+    assert len(long) == 90 and long.endswith('...')
 
 
 def test_a_benchmark_row_that_fails_is_left_out_and_the_others_are_measured(monkeypatch):

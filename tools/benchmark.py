@@ -81,7 +81,9 @@ def parse_args(argv=None):
                         'CUDA streams (hrnet_mm.streams; HRNet-specific; GPU, eager or with '
                         '--fast graphs); with --model faster_rcnn, that channels_last detector')
     p.add_argument('--profile', action='store_true',
-                   help='add kernel time, kernel launches and device idle share per row')
+                   help='add kernel time, kernel launches and device idle share per row, and '
+                        'kernel time by kind (conv / matmul, batch norm, elementwise, ...; the '
+                        'JSON also holds the 10 longest kernels)')
     p.add_argument('--with-cp', action='store_true', help='add a with_cp training row')
     p.add_argument('--warmup', type=int_at_least(0), default=1)
     p.add_argument('--repeats', type=int_at_least(1), default=5)
