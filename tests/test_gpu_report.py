@@ -98,3 +98,25 @@ def test_a_case_cut_at_its_time_limit_reports_what_it_kept(tmp_path):
         'last line: y; results kept up to "train: 4 of 10 repeats"')
     text = gpu_report.to_markdown(rep)
     assert 'Cut short: measured up to "train: 4 of 10 repeats"' in text
+
+
+def test_the_runs_kept_in_docs_still_make_their_report(tmp_path):
+    """The JSON of the earlier GPU runs (docs/gpu_runs) has profiles without the kernel time by
+    kind: their tables come out as before, without the kinds table."""
+    from helpers import ROOT
+    from hrnet_mm.bench import format_table
+    path = ROOT / 'docs/gpu_runs/2026-11-28-h100/call2-gpu_results.json'
+    rep = json.loads(path.read_text())
+    profiled = [r for results in rep['bench'].values() for r in results.get('rows', ())
+                if r.get('profile')]
+    assert profiled and not any('by_kind' in p for r in profiled for p in r['profile'].values())
+    text = gpu_report.to_markdown(rep)
+    assert '| model | mode | step ms | kernel ms | launches | idle % |' in text
+    assert 'Kernel ms by kind' not in text
+    results = next(iter(rep['bench'].values()))
+    row = next(r for r in results['rows'] if r.get('profile'))
+    row['profile'][next(iter(row['profile']))].update(
+        by_kind={'conv / matmul': 30.0, 'batch norm': 10.0}, top_kernels=[])
+    assert '| conv / matmul | batch norm |' in format_table(results)
+    kinds = format_table(results).split('Kernel ms by kind')[1]
+    assert f"| {row['name']} | " in kinds and '| 30.0 (75%) | 10.0 (25%) |' in kinds
