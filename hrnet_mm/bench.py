@@ -440,7 +440,8 @@ def _by_kind(kernels: Sequence[Any], top: int = 10) -> Tuple[Dict[str, float], l
     names: Dict[str, List[float]] = {}
     for e in kernels:
         ms = (e.time_range.end - e.time_range.start) / 1e3
-        kinds[kernel_kind(e.name)] = kinds.get(kernel_kind(e.name), 0.0) + ms
+        kind = kernel_kind(e.name)
+        kinds[kind] = kinds.get(kind, 0.0) + ms
         total = names.setdefault(short_kernel_name(e.name), [0.0, 0])
         total[0] += ms
         total[1] += 1
