@@ -34,7 +34,8 @@ pin() {  # NAME -> NAME==VERSION from the constraints (the tested version)
 # Wheels for the GPU machine's Python (pure ones and manylinux builds).
 WHEELS=(mmengine mmdet mmsegmentation mmpose openmim model-index ordered-set addict yapf
         platformdirs termcolor terminaltables pycocotools shapely json-tricks munkres
-        prettytable wcwidth ftfy mmpretrain einops mat4py modelindex importlib_metadata zipp)
+        prettytable wcwidth ftfy mmpretrain einops mat4py modelindex importlib_metadata zipp
+        pytest-xdist execnet)
 SPECS=()
 for name in "${WHEELS[@]}"; do SPECS+=("$(pin "$name")"); done
 # mmcv 2.1.0's setup.py imports pkg_resources, which setuptools 81 removed.
