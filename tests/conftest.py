@@ -18,12 +18,14 @@ def pytest_cmdline_main(config):
     """One pytest-xdist worker per core by default (``-n 0``: one process). Most of the
     suite's time is single-threaded (a process importing the whole stack, Python around small
     tensors): on 2 cores two workers of one thread each ran it 1.85x faster than one process
-    with two threads (README, "Test"). Without pytest-xdist, or with ``--pdb``, it runs in one
-    process; ``--collect-only`` starts no workers."""
+    with two threads (README, "Test"). Without pytest-xdist, with ``--pdb``, or for tests named
+    one by one (``file.py::test``: starting workers would cost more than they save), it runs in
+    one process; ``--collect-only`` starts no workers."""
     option = config.option
+    named = config.args and all('::' in arg for arg in config.args)
     if (config.pluginmanager.hasplugin('xdist') and not hasattr(config, 'workerinput')
             and getattr(option, 'numprocesses', 0) is None and not option.collectonly
-            and not option.usepdb):
+            and not option.usepdb and not named):
         option.numprocesses = 'auto'
 
 

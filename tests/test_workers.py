@@ -29,8 +29,9 @@ def _run_probe(tmp_path, *args, env=None):
     environ = {k: v for k, v in os.environ.items()
                if k not in ('OMP_NUM_THREADS', 'PYTEST_XDIST_WORKER', 'PYTEST_ADDOPTS')}
     (tmp_path / 'probe.txt').unlink(missing_ok=True)
+    target = [] if any(a.startswith('test_probe.py') for a in args) else ['test_probe.py']
     proc = subprocess.run([sys.executable, '-m', 'pytest', '-p', 'no:cacheprovider',
-                           'test_probe.py', *args], cwd=tmp_path, capture_output=True,
+                           *target, *args], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, env={**environ, **(env or {})})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     probe = tmp_path / 'probe.txt'
@@ -70,8 +71,9 @@ def test_auto_workers_are_capped_beside_a_gpu(monkeypatch):
     assert conftest.pytest_xdist_auto_num_workers(None) == 16
 
 
-@pytest.mark.parametrize('option', [['--pdb'], ['--collect-only']])
-def test_debugging_and_collecting_start_no_workers(tmp_path, option):
+@pytest.mark.parametrize('option', [['--pdb'], ['--collect-only'],
+                                    ['test_probe.py::test_probe']])
+def test_debugging_collecting_and_named_tests_start_no_workers(tmp_path, option):
     probe, out = _run_probe(tmp_path, *option)
     assert 'created:' not in out and 'test_probe' in out, out
     assert probe is None if option == ['--collect-only'] else probe[0] == 'None', probe
