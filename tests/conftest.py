@@ -63,7 +63,7 @@ def _long_ones_first(items):
 
 
 def pytest_collection_modifyitems(config, items):
-    # pytest-xdist (the GPU check's -n 6): its workers collect, the controller hands out
+    # pytest-xdist (by default; the GPU check's -n 6): its workers collect, the controller hands out
     if hasattr(config, 'workerinput') or getattr(config.option, 'numprocesses', None):
         _long_ones_first(items)  # in one process the order changes nothing but the output
     # tests/test_cuda.py: on a GPU; HRNET_MM_CUDA_TESTS_ON=cpu dry-runs them on the CPU.
