@@ -14,10 +14,10 @@ while the block is in cache. Done in three passes over memory instead (transform
 inductor around ``torch.bmm``, this module's first version), the transforms cost more than the
 products saved below 96 channels; fused, it is faster than oneDNN's direct convolution from 18
 channels up (docs/benchmarks.md). The kernel is built once with
-``torch.utils.cpp_extension`` (a C++ compiler, as ``torch.compile`` on the CPU needs; about a
-minute on 2 cores) into :func:`cache_dir`, and loaded from there in a second by later
-processes. Outputs differ from the direct convolution by float rounding (about 1e-5 of the
-output's range per convolution; a whole HRNetV2-W48 within 1e-4). :func:`winograd_conv2d`
+``torch.utils.cpp_extension`` (a C++ compiler, as ``torch.compile`` on the CPU needs; about
+three seconds on 2 cores) into :func:`cache_dir`, and loaded from there by later processes.
+Outputs differ from the direct convolution by float rounding (about 1e-5 of the output's
+range per convolution; a whole HRNetV2-W48 within 1e-4). :func:`winograd_conv2d`
 with ``reference=True`` computes the same in PyTorch operations (slow: for checking).
 
 :func:`use_winograd` converts a folded model's convolutions and fuses what follows them:
@@ -38,9 +38,9 @@ Example:
     >>> with torch.no_grad():                                                 # once (above)
     ...     out = model(torch.rand(1, 3, 512, 1024))
 """
+import ctypes
 import functools
 import hashlib
-import importlib.util
 import os
 import shutil
 import sys
@@ -157,11 +157,8 @@ def _kernel():
     build = cache_dir()
     so = build / f'{build.name}.so'
     if so.exists():
-        spec = importlib.util.spec_from_file_location(build.name, so)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    print(f'hrnet_mm.winograd: building the CPU kernel once (about a minute on 2 cores) into '
+        return _load(so)
+    print(f'hrnet_mm.winograd: building the CPU kernel once (a few seconds) into '
           f'{build}', file=sys.stderr, flush=True)
     build.parent.mkdir(parents=True, exist_ok=True)
     partial = start_partial(str(build))
@@ -176,9 +173,10 @@ def _kernel():
     except ImportError:
         pass
     try:
-        module = cpp_extension.load(build.name, [str(KERNEL_SOURCE)], extra_cflags=_CFLAGS,
-                                    extra_ldflags=['-fopenmp'], build_directory=partial,
-                                    verbose=False)
+        # a plain library (C entry, no Python module): built, then loaded with ctypes below
+        cpp_extension.load(build.name, [str(KERNEL_SOURCE)], extra_cflags=_CFLAGS,
+                           extra_ldflags=['-fopenmp'], build_directory=partial,
+                           is_python_module=False, verbose=False)
     except Exception as err:  # compiler or ninja missing, or a failed compile
         shutil.rmtree(partial, ignore_errors=True)
         # the compiler's first error, or what is missing, rather than ninja's last words
@@ -191,7 +189,17 @@ def _kernel():
     finally:
         os.environ['PATH'] = path
     publish(partial, str(build))  # or another process was first: its build is the same
-    return module
+    return _load(so)
+
+
+def _load(so: Path) -> ctypes._CFuncPtr:
+    """The kernel's C entry in the built library, with its argument types (ctypes releases the
+    GIL while it runs)."""
+    entry = ctypes.CDLL(str(so)).hrnet_mm_winograd_conv3x3
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    entry.argtypes = [pointer] * 5 + [size] * 5 + [ctypes.c_bool]
+    entry.restype = ctypes.c_int
+    return entry
 
 
 def pack_weight(u: torch.Tensor) -> torch.Tensor:
@@ -246,7 +254,50 @@ def _conv(x, packed, bias, residual, relu, cout):
     if residual is not None:
         residual = residual.contiguous(memory_format=torch.channels_last)
     bias = None if bias is None else bias.detach().contiguous()
-    return _kernel().conv3x3(x, packed, bias, residual, relu, cout)
+    return kernel_conv3x3(x, packed, bias, residual, relu, cout)
+
+
+def _float_cpu(t: torch.Tensor, dim: int) -> bool:
+    return t.is_cpu and t.dtype == torch.float32 and t.dim() == dim
+
+
+def kernel_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias: Optional[torch.Tensor],
+                   residual: Optional[torch.Tensor], relu: bool, cout: int) -> torch.Tensor:
+    """The compiled kernel on checked tensors: ``x`` float32 (N, C_in, H, W) in channels_last
+    memory, ``packed`` from :func:`pack_weight`, ``bias`` and ``residual`` (the output's shape,
+    channels_last) or None; returns the output in channels_last memory. The kernel reads and
+    writes raw memory, so every dtype, device, layout and shape is checked here first: a wrong
+    one is a one-line ``RuntimeError``, never a read past a tensor.
+
+    Example:
+        >>> x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+        >>> y = kernel_conv3x3(x, pack_weight(winograd_weight(conv.weight)), None, None, False, 8)
+    """
+    if not (_float_cpu(x, 4) and x.is_contiguous(memory_format=torch.channels_last)):
+        raise RuntimeError('winograd: the input must be a float32 CPU tensor (N, C, H, W) in '
+                           'channels_last memory')
+    n, cin, h, w = x.shape
+    cop = -(-cout // _VL) * _VL
+    if not (_float_cpu(packed, 3) and packed.is_contiguous()
+            and tuple(packed.shape) == (36, cin, cop)):
+        raise RuntimeError(f'winograd: the packed kernel must be float32 (36, {cin}, {cop}), '
+                           f'got {list(packed.shape)}')
+    if bias is not None and not (_float_cpu(bias, 1) and bias.is_contiguous()
+                                 and bias.numel() == cout):
+        raise RuntimeError(f'winograd: the bias must be float32 of {cout} values')
+    out = torch.empty((n, cout, h, w), memory_format=torch.channels_last)
+    if residual is not None and not (
+            _float_cpu(residual, 4) and residual.shape == out.shape
+            and residual.is_contiguous(memory_format=torch.channels_last)):
+        raise RuntimeError("winograd: the residual must be a float32 channels_last tensor of "
+                           "the output's shape")
+    failed = _kernel()(x.data_ptr(), packed.data_ptr(), None if bias is None else bias.data_ptr(),
+                       None if residual is None else residual.data_ptr(), out.data_ptr(), n,
+                       cin, h, w, cout, bool(relu))
+    if failed:
+        raise MemoryError(f'winograd: no memory for the buffers of a convolution of {cin} to '
+                          f'{cout} channels')
+    return out
 
 
 class WinogradConv2d(nn.Conv2d):
