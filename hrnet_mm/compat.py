@@ -162,20 +162,26 @@ def mmengine_amp_compilable() -> bool:
     AttributeError: 'UserDefinedExceptionObjectVariable' object has no attribute
     'call_setattr'``: every compiled run with AMP failed (seen on an H200; the same on the CPU
     with torch 2.11; torch 2.14 gets through). The check now runs eagerly, outside the graph.
+    Applied when ``torch._dynamo`` is imported (now, or later by the first compile, which
+    needs it): importing it here would cost every ``import hrnet_mm`` 0.8-1.2 s.
 
     Returns:
-        bool: True where mmengine is installed and its check now runs outside the graph.
+        bool: True where mmengine is installed and its check runs outside the graph.
     """
     try:
         from mmengine.runner import amp
     except Exception:  # noqa: BLE001  no usable mmengine: nothing compiles through it
         return False
+    _after_import('torch._dynamo', lambda _: _digit_version_eager(amp))
+    return True
+
+
+def _digit_version_eager(amp: ModuleType) -> None:
     if getattr(amp.digit_version, 'hrnet_mm_eager', False):
-        return True
+        return
     eager = torch.compiler.disable(amp.digit_version)
     eager.hrnet_mm_eager = True
     amp.digit_version = eager
-    return True
 
 
 def compiles_cuda_graphs(compile_cfg: object) -> bool:

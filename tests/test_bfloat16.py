@@ -3,6 +3,9 @@ detectors) and mmpose's training accuracy, which had no bfloat16, and mmengine's
 step. Found on an H200, where the det and pose demos failed under
 ``AmpOptimWrapper(dtype='bfloat16')``; the first two fail the same way on the CPU, under CPU
 autocast, which these tests use."""
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -90,6 +93,21 @@ def test_mmpose_heatmap_head_trains_under_bfloat16_autocast():
     assert [a.dtype.name for a in arrays] == ['float32', 'float32'] and device == t.device
 
 
+def test_the_amp_fix_waits_for_the_first_compile():
+    """``import hrnet_mm`` leaves torch._dynamo unimported (0.8-1.2 s of every tool's start);
+    the first ``torch.compile`` imports it, and mmengine's version check is kept out of graphs
+    from then on."""
+    code = ('import sys, torch, hrnet_mm\n'
+            'from mmengine.runner import amp\n'
+            "print('torch._dynamo' in sys.modules, hasattr(amp.digit_version, 'hrnet_mm_eager'))\n"
+            'torch.compile(lambda x: x + 1)\n'
+            "print('torch._dynamo' in sys.modules, amp.digit_version.hrnet_mm_eager)\n")
+    res = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split() == ['False', 'False', 'True', 'True']
+
+
 @pytest.mark.filterwarnings('ignore:.*GradScaler')  # mmengine's scaler, made without a GPU
 def test_mmengine_train_step_compiles_with_amp(monkeypatch):
     """mmengine's ``compile`` compiles ``train_step`` with AmpOptimWrapper's autocast inside.
@@ -101,6 +119,7 @@ def test_mmengine_train_step_compiles_with_amp(monkeypatch):
     from mmengine.optim import AmpOptimWrapper
     from mmengine.optim.optimizer import amp_optimizer_wrapper
     from mmengine.runner import amp
+    import torch._dynamo  # noqa: F401  (torch.compile imports it first, which applies the fix)
     assert amp.digit_version.hrnet_mm_eager
     monkeypatch.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)  # CPU AMP
 
