@@ -191,6 +191,8 @@ def _seg_demo_cfg(work_dir):
                            'none', str(work_dir))
 
 
+@pytest.mark.filterwarnings('default:``build_loss``:UserWarning')  # mmseg's two notices,
+@pytest.mark.filterwarnings('default:Default ``avg_non_ignore``:UserWarning')  # hidden elsewhere
 def test_build_runner_keeps_the_set_up_dump_off_the_console(tmp_path, capsys):
     """mmengine printed ~480 lines (environment, whole config, hook order) and mmseg two
     deprecation warnings on the console of every tools/train.py and tools/test.py run."""
