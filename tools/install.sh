@@ -9,7 +9,8 @@
 #   bash tools/install.sh /usr/bin/python3   # into that interpreter's environment, alike
 #
 # Re-running is cheap: when everything is installed as pinned (tools/pins.py), nothing is
-# installed, and the stack is only checked (seconds).
+# installed, and the stack is only checked (seconds); when only mmcv's ops (CPU ops where a GPU
+# is now seen) or xtcocotools are not as needed, only they are installed.
 # On a machine where torch sees a GPU, mmcv is built with its CUDA ops for that GPU (nvcc of
 # torch's CUDA version is needed; FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST=9.0 builds them without one).
 # Environment: PYTHON (default python3.11), HRNET_MM_WHEELS (prebuilt CPU wheels, default
@@ -84,19 +85,23 @@ have_mmcv_ops() { "$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>/dev/n
 # Everything below installed as pinned already (tools/pins.py: each package and its needs at
 # the pinned version, hrnet_mm editable from here), mmcv's ops working as this machine needs
 # them, xtcocotools importing. Sets DONE to what was checked, or (status 1) to the first
-# thing missing. pip takes half a minute to find the same, in 170 lines of "Requirement
-# already satisfied".
+# thing missing, and PINNED to 1 where every package is as pinned (only the ops or
+# xtcocotools' build then need work). pip takes half a minute to find the same, in 170 lines
+# of "Requirement already satisfied".
 already_installed() {
+  PINNED=0
   DONE=$("$PY" "$ROOT/tools/pins.py" "$CONSTRAINTS" "${RUNTIME_DEPS[@]}" "$RUNTIME" \
     "$ROOT/requirements/cls.txt" "$ROOT/requirements/mim.txt" "$ROOT/requirements/tests.txt" \
     "${BUILD_TOOLS[@]}" "${MMCV_DEPS[@]}" "xtcocotools==$XTCOCOTOOLS_VERSION" \
     --no-deps "mmcv==$MMCV_VERSION" --no-deps "$MMPOSE" --no-deps "$OPENMIM" \
     --editable "hrnet_mm=$ROOT" 2>&1) || { DONE=${DONE##*$'\n'}; return 1; }
+  PINNED=1
   # torch is as pinned, so the plan is final: an error (no nvcc for a GPU) stops here.
   PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
   eval "$PLAN"
   export MMCV_CUDA
-  OPS=$(have_mmcv_ops) || { DONE="mmcv $MMCV_VERSION's ops do not work as needed here"; return 1; }
+  OPS=$(have_mmcv_ops) || { DONE="mmcv $MMCV_VERSION's ops do not work as needed here"
+    OPS_FAIL=1; return 1; }
   "$PY" -c "import xtcocotools.mask" 2>/dev/null || { DONE="xtcocotools does not import"; return 1; }
   DONE="$DONE; $OPS"
 }
@@ -121,15 +126,11 @@ build_mmcv_from_source() {
     "${PIP[@]}" --no-deps --no-build-isolation .)
 }
 
-install_stack() {
-  step "build tools"
-  "${PIP[@]}" -q "${UPGRADE_PIP[@]}" "${BUILD_TOOLS[@]}"
-
-  step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
-  "${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
-
-  # CPU or CUDA ops: decided (and anything that would break the build minutes later said) now.
-  PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
+# mmcv 2.1.0 with the ops this machine needs: kept if they work, else from a wheel or source.
+install_mmcv() {
+  # CPU or CUDA ops: decided (and anything that would break the build minutes later said) now,
+  # where already_installed has not (torch was not as pinned then).
+  [ "$PINNED" = 1 ] || PLAN=$("$PY" "$ROOT/tools/mmcv_ops.py" plan) || exit 1
   eval "$PLAN"
   export MMCV_CUDA
   if [ "$MMCV_CUDA" = 1 ]; then
@@ -137,9 +138,7 @@ install_stack() {
     step "GPU build: mmcv's CUDA ops for TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST with $CUDA_HOME/bin/nvcc (CUDA $MMCV_CUDA_RELEASE)"
   fi
 
-  "${PIP[@]}" -q "${MMCV_DEPS[@]}"
-
-  if OPS=$(have_mmcv_ops); then
+  if [ "${OPS_FAIL:-0}" != 1 ] && OPS=$(have_mmcv_ops); then  # already_installed's check
     step "$OPS: already installed"
   else
     TAG=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
@@ -172,7 +171,9 @@ install_stack() {
         "$("$PY" "$ROOT/tools/mmcv_ops.py" check "$MMCV_VERSION" 2>&1 | tail -n 1)" >&2; exit 1; }
     step "$OPS"
   fi
+}
 
+install_xtcocotools() {
   # xtcocotools' published wheels are built against numpy 1 and crash under numpy 2.
   if "$PY" -c "import xtcocotools, xtcocotools.mask" 2>/dev/null; then
     step "xtcocotools already installed"
@@ -180,6 +181,18 @@ install_stack() {
     step "building xtcocotools $XTCOCOTOOLS_VERSION from source against this numpy"
     "${PIP[@]}" --no-binary xtcocotools --no-build-isolation "xtcocotools==$XTCOCOTOOLS_VERSION"
   fi
+}
+
+install_stack() {
+  step "build tools"
+  "${PIP[@]}" -q "${UPGRADE_PIP[@]}" "${BUILD_TOOLS[@]}"
+
+  step "torch, mmengine, mmdet, mmsegmentation and their needs (requirements/runtime.txt)"
+  "${PIP[@]}" "${RUNTIME_DEPS[@]}" -r "$RUNTIME"
+
+  "${PIP[@]}" -q "${MMCV_DEPS[@]}"
+  install_mmcv
+  install_xtcocotools
 
   # mmpose declares chumpy, which does not install; its real needs are in runtime.txt.
   step "mmpose (without chumpy)"
@@ -199,6 +212,12 @@ install_stack() {
 
 if already_installed; then
   step "already installed: $DONE"
+elif [ "$PINNED" = 1 ]; then
+  # A machine set up before with other ops (CPU ops where a GPU is now seen), or an mmcv or
+  # xtcocotools build that failed: every package is as pinned, so only those are done.
+  step "installing: $DONE (every package is installed as pinned; only this is done)"
+  install_mmcv
+  install_xtcocotools
 else
   step "installing: $DONE"
   install_stack
