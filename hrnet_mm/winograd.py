@@ -15,7 +15,7 @@ inductor around ``torch.bmm``, this module's first version), the transforms cost
 products saved below 96 channels; fused, it is faster than oneDNN's direct convolution from 18
 channels up (docs/benchmarks.md). The kernel is built once with
 ``torch.utils.cpp_extension`` (a C++ compiler, as ``torch.compile`` on the CPU needs; about
-three seconds on 2 cores) into :func:`cache_dir`, and loaded from there by later processes.
+four seconds on 2 cores) into :func:`cache_dir`, and loaded from there by later processes.
 Outputs differ from the direct convolution by float rounding (about 1e-5 of the output's
 range per convolution; a whole HRNetV2-W48 within 1e-4). :func:`winograd_conv2d`
 with ``reference=True`` computes the same in PyTorch operations (slow: for checking).
@@ -45,7 +45,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -192,7 +192,7 @@ def _kernel():
     return _load(so)
 
 
-def _load(so: Path) -> ctypes._CFuncPtr:
+def _load(so: Path) -> Callable[..., int]:
     """The kernel's C entry in the built library, with its argument types (ctypes releases the
     GIL while it runs)."""
     entry = ctypes.CDLL(str(so)).hrnet_mm_winograd_conv3x3
