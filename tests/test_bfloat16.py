@@ -94,9 +94,10 @@ def test_mmpose_heatmap_head_trains_under_bfloat16_autocast():
 
 
 def test_the_amp_fix_waits_for_the_first_compile():
-    """``import hrnet_mm`` leaves torch._dynamo unimported (0.8-1.2 s of every tool's start);
-    the first ``torch.compile`` imports it, and mmengine's version check is kept out of graphs
-    from then on."""
+    """``import hrnet_mm`` leaves torch._dynamo unimported (0.8-1.2 s of its import time; a
+    detector or segmentor imports it anyway, through torchvision.ops); the first
+    ``torch.compile`` imports it, and mmengine's version check is kept out of graphs from then
+    on."""
     code = ('import sys, torch, hrnet_mm\n'
             'from mmengine.runner import amp\n'
             "print('torch._dynamo' in sys.modules, hasattr(amp.digit_version, 'hrnet_mm_eager'))\n"
