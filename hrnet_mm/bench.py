@@ -28,6 +28,7 @@ from .fast import AUTOCAST_DTYPES, optimize_for_inference, use_channels_last
 from .models import HRNetV2, get_arch
 from .padding import pad_channels as pad_model_channels
 from .peak import device_peak
+from .regions import compile_regions
 from .streams import parallel_branches
 
 PRECISIONS = {'fp32': torch.float32, **AUTOCAST_DTYPES}
@@ -504,13 +505,17 @@ def _compiled(model: nn.Module, fast: Sequence[str]) -> nn.Module:
 
 def _stock_fast(ref: nn.Module, fast: Sequence[str], mode: str) -> nn.Module:
     """What a user can do to the stock model with the generic tools: mmcv's ``fuse_conv_bn``
-    (inference), ``channels_last``, ``torch.compile`` (with freezing, or CUDA graphs)."""
+    (inference), ``channels_last``, ``torch.compile`` (with freezing, or CUDA graphs);
+    ``regions``: the stock model compiled whole (it has no parallel branches to keep, and
+    one region fuses the most)."""
     model = copy.deepcopy(ref)
     if mode == 'infer' and 'fold' in fast:
         from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
         mmcv_fuse_conv_bn(model.eval())
     if 'channels_last' in fast:
         use_channels_last(model)
+    if 'regions' in fast:
+        model = compiling.compile(model, dynamic=False)
     return _compiled(model, fast)
 
 
@@ -526,6 +531,8 @@ def _ours_fast(ours: nn.Module, fast: Sequence[str], mode: str,
                                        winograd='winograd' in fast)
     elif 'channels_last' in fast:
         use_channels_last(model)
+    if 'regions' in fast:  # compiled between its forks and joins: streams still apply
+        compile_regions(model)
     return _compiled(model, fast)
 
 
@@ -895,7 +902,7 @@ def _first_calls(rows: List[dict]) -> List[str]:
     capturing costs before the speed shows (JSON files of earlier runs have no such figures)."""
     parts = [f"{r['name']} {mode} {sec:.1f} s" for r in rows
              for mode, sec in (r.get('first_call_s') or {}).items()
-             if any(c in r['name'] for c in RUNNERS)]
+             if any(c in r['name'] for c in (*RUNNERS, 'regions'))]
     return (['', 'First call, compiling or graph capture included: ' + '; '.join(parts)]
             if parts else [])
 

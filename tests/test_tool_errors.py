@@ -1,6 +1,7 @@
 """The tools refuse weights that do not fit, and end every failure with one line and exit 1
 (the traceback with --debug), from the user's command."""
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -292,6 +293,11 @@ def test_a_bad_number_is_refused_when_the_arguments_are_read(capsys, tool, args,
     (['--fast', 'freeze', 'cudagraphs'],
      '--fast freeze cudagraphs: at most one of compile, freeze, cudagraphs, graphs'),
     (['--streams', '--device', 'cpu'], '--streams: CUDA streams need a GPU; here --device cpu'),
+    (['--fast', 'regions', 'cudagraphs'],
+     '--fast regions cudagraphs: cudagraphs compiles the whole model; regions goes alone or '
+     'with graphs'),
+    (['--model', 'faster_rcnn', '--fast', 'channels_last', 'regions'],
+     '--fast regions: for --model backbone; here --model faster_rcnn'),
 ])
 def test_benchmark_refuses_fast_paths_that_cannot_run_together_or_here(capsys, args, error):
     """Not after the models are built (graphs on the CPU), nor one silently dropped (with
@@ -311,10 +317,25 @@ def test_benchmark_refuses_streams_with_a_compiler(capsys, monkeypatch):
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         ': error: --streams with --fast cudagraphs: torch.compile traces one stream (the '
-        'parallel branches run eagerly or as CUDA graphs: --fast graphs)')
+        'parallel branches run eagerly, as CUDA graphs or compiled by regions: --fast graphs, '
+        'regions)')
     args = tool_module('benchmark').parse_args(['--device', 'cuda', '--streams', '--fast',
                                                 'channels_last', 'graphs'])
     assert args.streams and args.fast == ['channels_last', 'graphs']
+
+
+def test_every_gpu_check_case_is_a_valid_benchmark_command(monkeypatch):
+    """tools/gpu_check.sh's cases as the GPU machine runs them: arguments that would fail
+    there would cost a run of scarce GPU time (the CPU dry run has no such arguments for the
+    heavier cases)."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    script = (ROOT / 'tools/gpu_check.sh').read_text()
+    cases = re.findall(r'^  "([a-z0-9_]+)\|(\d+)\|([^|]*)\|', script, flags=re.M)
+    assert len(cases) >= 15 and 'pose_w32_regions' in [c[0] for c in cases]
+    for name, _, gpu_args in cases:
+        args = tool_module('benchmark').parse_args(
+            [*shlex.split(gpu_args), '--device', 'cuda', '--profile', '--out', '/tmp/x.json'])
+        assert ('regions' in args.fast) == ('regions' in name), name
 
 
 def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, monkeypatch):

@@ -31,7 +31,7 @@ from hrnet_mm.engine.checkpoints import atomic_write
 from hrnet_mm.engine.cli import add_debug_flag, check_out_file, int_at_least, run_tool
 from hrnet_mm.models import ARCH_ZOO, REPRESENTATIONS
 
-FAST = ('fold', 'channels_last', *RUNNERS)
+FAST = ('fold', 'channels_last', 'regions', *RUNNERS)
 
 
 def parse_args(argv=None):
@@ -59,7 +59,10 @@ def parse_args(argv=None):
                         'generic tools (fold: inference only; freeze: torch.compile with '
                         'inductor freezing, for CPU inference; cudagraphs: torch.compile with '
                         'CUDA graphs; graphs: CUDA graphs of the eager model, no compiling '
-                        '(hrnet_mm.cuda_graphs); both GPU only); with --model faster_rcnn, '
+                        '(hrnet_mm.cuda_graphs); both GPU only; regions: hrnet_mm compiled '
+                        'region by region, between its branches\' forks and joins, so that '
+                        '--streams still applies (hrnet_mm.regions), the stock model compiled '
+                        'whole; alone or with graphs); with --model faster_rcnn, '
                         'compile, cudagraphs or graphs adds the detectors with backbone and neck '
                         'compiled or graphed')
     p.add_argument('--fast-precision', choices=list(PRECISIONS),
@@ -98,13 +101,19 @@ def parse_args(argv=None):
     runners = [f for f in args.fast if f in RUNNERS]
     if len(runners) > 1:
         p.error(f'--fast {" ".join(runners)}: at most one of {", ".join(RUNNERS)}')
+    if 'regions' in args.fast and set(runners) - {'graphs'}:
+        p.error(f'--fast regions {runners[0]}: {runners[0]} compiles the whole model; regions '
+                'goes alone or with graphs')
+    if 'regions' in args.fast and args.model != 'backbone':
+        p.error(f'--fast regions: for --model backbone; here --model {args.model}')
     if 'graphs' in args.fast and torch.device(args.device).type != 'cuda':
         p.error(f'--fast graphs: CUDA graphs need a GPU; here --device {args.device}')
     if args.streams and torch.device(args.device).type != 'cuda':
         p.error(f'--streams: CUDA streams need a GPU; here --device {args.device}')
     if args.streams and set(runners) - {'graphs'}:
         p.error(f'--streams with --fast {runners[0]}: torch.compile traces one stream (the '
-                'parallel branches run eagerly or as CUDA graphs: --fast graphs)')
+                'parallel branches run eagerly, as CUDA graphs or compiled by regions: --fast '
+                'graphs, regions)')
     wrong = winograd_conflicts(args.device, args.fast_precision or args.precision, args.modes,
                                args.model)
     if args.winograd and wrong:

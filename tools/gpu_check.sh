@@ -124,12 +124,15 @@ fi
 # target, was 0.95x away), the fp32 pose graphs, the eager detector cases, then the graphs
 # cases again, then inductor's CUDA graphs (`cudagraphs`, minutes of compiling each).
 CASES=(
-  "det_w18_graphs|140|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --pad-channels 8 --fast channels_last graphs --streams --warmup 3 --repeats 10 --no-memory|"
   "pose_w32_fp32_graphs|60|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision fp32 --fast channels_last graphs --streams --warmup 3 --repeats 8 --no-memory|"
+  "pose_w32_regions|200|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last regions graphs --streams --warmup 3 --repeats 8 --no-memory|"
+  "det_w18_graphs|140|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --pad-channels 8 --fast channels_last graphs --streams --warmup 3 --repeats 10 --no-memory|"
   "det_w18_bf16|75|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --pad-channels 8 --warmup 2 --repeats 10|"
   "det_w18_fp32|65|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision fp32 --pad-channels 8 --warmup 2 --repeats 10|--model faster_rcnn --arch w18 --batch 1 --size 128 160 --pad-channels 8 --warmup 0 --repeats 1 --no-memory"
   "seg_w48_graphs|75|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last graphs --streams --warmup 3 --repeats 5 --no-memory|"
   "infer_w48_graphs|55|--arch w48 --representation v2 --refs mmseg --batch 1 --size 1024 2048 --modes infer --precision fp32 --fast fold channels_last graphs --fast-precision bf16 --streams --warmup 3 --repeats 10 --no-memory|"
+  "seg_w48_regions|220|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last regions graphs --streams --warmup 3 --repeats 5 --no-memory|"
+  "infer_w48_regions|150|--arch w48 --representation v2 --refs mmseg --batch 1 --size 1024 2048 --modes infer --precision fp32 --fast fold channels_last regions graphs --fast-precision bf16 --streams --warmup 3 --repeats 10 --no-memory|"
   "pose_w32_graphs|55|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last graphs --streams --warmup 3 --repeats 8 --no-memory|"
   "det_w18_cudagraphs|200|--model faster_rcnn --arch w18 --batch 2 --size 800 1216 --precision bf16 --fast channels_last cudagraphs --warmup 3 --repeats 10 --no-memory|"
   "seg_w48_cudagraphs|200|--arch w48 --representation v2 --refs mmseg --batch 8 --size 512 1024 --modes train --precision bf16 --fast channels_last cudagraphs --warmup 3 --repeats 5 --no-memory|"

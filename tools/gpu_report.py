@@ -53,18 +53,28 @@ EAGER = [
 #: the report adds to the case's description.
 RUNS = {'graphs': 'as CUDA graphs of the eager model',
         'cudagraphs': 'compiled as CUDA graphs',
-        'compile': 'compiled'}
+        'compile': 'compiled',
+        'regions': 'compiled (hrnet_mm region by region, its branches on streams; the stock '
+                   'model whole) as CUDA graphs'}
 
 
 def run_as(case: str, run: str, name: Optional[str] = None) -> dict:
     """The target of eager ``case`` with its fast rows (``[...]`` in their names) run as
     ``run`` (a key of :data:`RUNS`): case ``name``, by default ``<case less its
     precision>_<run>``, rows named ``[..., <run>]`` (the eager rows still count where the run
-    has them)."""
+    has them); ``regions``: rows named ``[..., regions(, streams), graphs]``."""
     t = next(t for t in EAGER if t['case'] == case)
 
     def named(row: str) -> str:
-        return row.replace(']', f', {run}]') if '[' in row else row
+        if '[' not in row:
+            return row
+        start, end = row.index('[') + 1, row.index(']')
+        paths = row[start:end].split(', ')
+        if run == 'regions':  # named as tools/benchmark.py names them: regions before streams
+            paths.insert(paths.index('streams') if 'streams' in paths else len(paths),
+                         'regions')
+        paths.append('graphs' if run == 'regions' else run)
+        return row[:start] + ', '.join(paths) + row[end:]
 
     prefix = re.sub(r'_(fp32|bf16|fp16)$', '', case)
     return dict(t, case=name or f'{prefix}_{run}', what=f"{t['what']}, {RUNS[run]}",
@@ -76,7 +86,9 @@ TARGETS = EAGER + [run_as('seg_w48_bf16', 'graphs'), run_as('infer_w48', 'graphs
                    run_as('pose_w32_bf16', 'graphs'), run_as('det_w18_bf16', 'graphs'),
                    run_as('det_w18_bf16', 'cudagraphs'), run_as('seg_w48_bf16', 'cudagraphs'),
                    run_as('infer_w48', 'compile'), run_as('pose_w32_bf16', 'cudagraphs'),
-                   run_as('pose_w32_fp32', 'graphs', name='pose_w32_fp32_graphs')]
+                   run_as('pose_w32_fp32', 'graphs', name='pose_w32_fp32_graphs'),
+                   run_as('pose_w32_bf16', 'regions'), run_as('seg_w48_bf16', 'regions'),
+                   run_as('infer_w48', 'regions')]
 
 
 def read_tests(path: str) -> dict:

@@ -132,10 +132,9 @@ class HRModule(nn.Module):
         self.fuse_layers = None
         if self.num_branches > 1:
             self.fuse_layers = nn.ModuleList(
-                nn.ModuleList(self._fuse_path(j, i, conv_cfg, norm_cfg)
-                              for j in range(self.num_branches))
+                FusionSum([self._fuse_path(j, i, conv_cfg, norm_cfg)
+                           for j in range(self.num_branches)], i, upsample_mode, align_corners)
                 for i in range(num_outputs))
-        self.relu = nn.ReLU(inplace=False)
 
     def _fuse_path(self, j: int, i: int, conv_cfg: Optional[dict], norm_cfg: dict) -> nn.Module:
         """The layers that bring branch ``j`` to output ``i`` (before any resize)."""
@@ -170,33 +169,59 @@ class HRModule(nn.Module):
                         [[xi] for xi in x], x[0].device)
         if self.fuse_layers is None:
             return x
-        return in_parallel([functools.partial(self._fuse_one, i, x)
-                            for i in range(len(self.fuse_layers))],
+        return in_parallel([functools.partial(output, x) for output in self.fuse_layers],
                            [x] * len(self.fuse_layers), x[0].device)
 
     def _fuse(self, *x: torch.Tensor) -> List[torch.Tensor]:
-        return [self._fuse_one(i, x) for i in range(len(self.fuse_layers))]
+        return [output(x) for output in self.fuse_layers]
 
-    def _fuse_one(self, i: int, x: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Output ``i``: every branch's map brought to branch ``i``'s size, summed, ReLU."""
-        paths = self.fuse_layers[i]
+
+class FusionSum(nn.ModuleList):
+    """One output of an HRNet exchange: every branch's map through its path to output
+    ``index`` (resized where it comes from a lower resolution), summed, then a ReLU.
+
+    A ``ModuleList`` of the paths, so that parameter names are the stock HRNets'
+    (``fuse_layers.{index}.{j}...``), with the sum as its ``forward``: one output is one
+    module, which a CUDA stream runs (:mod:`hrnet_mm.streams`) and which can be compiled on
+    its own (:func:`hrnet_mm.regions.compile_regions`).
+
+    Args:
+        paths: One per branch ``j``: ``nn.Identity`` for ``j == index``, 1x1 conv + norm for
+            a lower resolution, strided 3x3 conv + norm steps for a higher one.
+        index: The output's branch.
+        upsample_mode, align_corners: How lower-resolution terms are resized.
+
+    Example:
+        >>> m = HRModule('BASIC', [1, 1], [8, 16], [8, 16])
+        >>> x = [torch.rand(1, 8, 9, 11), torch.rand(1, 16, 5, 6)]
+        >>> m.fuse_layers[1](x).shape
+        torch.Size([1, 16, 5, 6])
+    """
+
+    def __init__(self, paths: Sequence[nn.Module], index: int, upsample_mode: str = 'nearest',
+                 align_corners: bool = False) -> None:
+        super().__init__(paths)
+        self.index = index
+        self.upsample_mode = upsample_mode
+        self.align_corners = align_corners
+
+    def forward(self, x: Sequence[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        i = self.index
         size = x[i].shape[-2:]
         # Summed in branch order, like the reference implementations, so results match them
         # to the last bits that summation order can change. The first sum makes a new map
         # (the first term may be an input that other outputs still read); the rest add into
         # it in place, saving a map's allocation and a pass over memory.
-        sizes = [None if j <= i else size for j in range(self.num_branches)]
-        y = _new_sum(self._bring(paths[0], x[0], sizes[0]),
-                     self._bring(paths[1], x[1], sizes[1]))
-        for j in range(2, self.num_branches):
-            y += self._bring(paths[j], x[j], sizes[j])
-        return self.relu(_to_half_saturating(y, x[i].dtype))
+        sizes = [None if j <= i else size for j in range(len(self))]
+        y = _new_sum(self._bring(0, x[0], sizes[0]), self._bring(1, x[1], sizes[1]))
+        for j in range(2, len(self)):
+            y += self._bring(j, x[j], sizes[j])
+        return F.relu(_to_half_saturating(y, x[i].dtype))
 
-    def _bring(self, path: nn.Module, x: torch.Tensor,
-               size: Optional[Sequence[int]]) -> torch.Tensor:
-        """One term of a fusion sum: a branch's map through its path, then resized to ``size``
+    def _bring(self, j: int, x: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
+        """One term of the sum: branch ``j``'s map through its path, then resized to ``size``
         (``None``: it comes from the same or a higher resolution, already the right size)."""
-        z = path(x)
+        z = self[j](x)
         return z if size is None else resize_to(z, size, self.upsample_mode, self.align_corners)
 
 
