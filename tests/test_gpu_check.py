@@ -54,8 +54,11 @@ def test_a_second_call_with_little_time_left_runs_its_case(tmp_path):
     assert '[gpu_check' in console and 'benchmark conv_widths\n' not in console
     report = json.loads((tmp_path / 'out2' / 'gpu_results.json').read_text())
     assert list(report['cases']) == ['det_w18_fp32', 'conv_widths']
-    assert report['cases']['det_w18_fp32'].startswith(
-        'stopped at its limit, 10 s (0x its estimate); last progress: [benchmark')
+    # the progress line is there where the tool got past its imports in the 10 s (not on a
+    # loaded 2-core machine: mmdet's imports alone took longer there)
+    said = report['cases']['det_w18_fp32']
+    assert said.startswith('stopped at its limit, 10 s (0x its estimate); last progress: ')
+    assert said.endswith('last progress: ') or '[benchmark' in said, said
 
 
 def test_the_long_cuda_tests_are_handed_out_first_one_per_worker():
