@@ -338,6 +338,19 @@ def test_every_gpu_check_case_is_a_valid_benchmark_command(monkeypatch):
         assert ('regions' in args.fast) == ('regions' in name), name
 
 
+def test_every_benchmark_command_of_the_readme_is_valid(monkeypatch):
+    """What users copy: each ``tools/benchmark.py`` line of the README parses (a GPU seen
+    where the line asks for one)."""
+    readme = (ROOT / 'README.md').read_text()
+    lines = re.findall(r'^\.venv/bin/python tools/benchmark\.py(.*?)(?:\s+#.*)?$', readme,
+                       flags=re.M)
+    assert len(lines) >= 8 and any('regions' in line for line in lines)
+    for line in lines:
+        gpu = '--device cuda' in line
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda gpu=gpu: gpu)
+        tool_module('benchmark').parse_args([*shlex.split(line), '--out', '/tmp/x.json'])
+
+
 def test_benchmark_on_a_gpu_torch_does_not_see_is_refused_in_one_line(capsys, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
