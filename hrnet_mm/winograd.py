@@ -277,6 +277,9 @@ def kernel_conv3x3(x: torch.Tensor, packed: torch.Tensor, bias: Optional[torch.T
         raise RuntimeError('winograd: the input must be a float32 CPU tensor (N, C, H, W) in '
                            'channels_last memory')
     n, cin, h, w = x.shape
+    if max(cin, cout) > MAX_CHANNELS:
+        raise RuntimeError(f'winograd: at most {MAX_CHANNELS} channels in and out (the kernel '
+                           f'indexes its buffers with 32-bit ints), got {cin} to {cout}')
     cop = -(-cout // _VL) * _VL
     if not (_float_cpu(packed, 3) and packed.is_contiguous()
             and tuple(packed.shape) == (36, cin, cop)):
@@ -354,12 +357,21 @@ class WinogradConv2d(nn.Conv2d):
         return _conv(x, self._packed(), self.bias, residual, relu, self.out_channels)
 
 
+#: The widest convolution the kernel computes: its buffer offsets are 32-bit ints (16 tiles x
+#: 36 x the width, and the packed kernel's width x width, stay far below 2^31).
+MAX_CHANNELS = 1 << 15
+
+
 def unsupported(conv: nn.Conv2d) -> str:
     """What keeps ``conv`` from Winograd F(4x4, 3x3) (empty if nothing)."""
     checks = [('kernel_size', (3, 3)), ('stride', (1, 1)), ('padding', (1, 1)),
               ('dilation', (1, 1)), ('groups', 1), ('padding_mode', 'zeros')]
-    return ', '.join(f'{name}={getattr(conv, name)!r}' for name, want in checks
-                     if getattr(conv, name) != want)
+    wrong = [f'{name}={getattr(conv, name)!r}' for name, want in checks
+             if getattr(conv, name) != want]
+    if max(conv.in_channels, conv.out_channels) > MAX_CHANNELS:
+        wrong.append(f'{conv.in_channels} to {conv.out_channels} channels (at most '
+                     f'{MAX_CHANNELS})')
+    return ', '.join(wrong)
 
 
 #: Below this width (the smaller of C_in and C_out) the direct convolution is kept. The fused

@@ -135,6 +135,50 @@ def test_the_kernel_refuses_wrong_arguments_in_one_line():
                                                       reference=True))
 
 
+MEMORY_LIMITED = """
+import resource, sys
+import hrnet_mm.winograd as wg
+entry = wg._kernel()
+with open('/proc/self/statm') as f:
+    used = int(f.read().split()[0]) * resource.getpagesize()
+# 1 GB more address space than the process has: a thread's buffers of 2.4 GB cannot be had
+resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
+# every pointer is left out: the buffers are allocated before anything is read or written
+print(entry(None, None, None, None, None, 1, 1 << 20, 4, 4, 8, False))
+"""
+
+
+def test_buffers_that_cannot_be_allocated_are_a_memory_error_not_a_crash(monkeypatch):
+    """Each thread allocates its transform buffers (36 x 16 tiles x the padded widths) before
+    it reads anything: where that fails, the C entry returns 1 (no C++ exception may leave
+    it), and the call raises a one-line MemoryError. In a process of its own, with its
+    address space limited, so that no machine's overcommit setting lets it succeed."""
+    proc = subprocess.run([sys.executable, '-c', MEMORY_LIMITED], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == '1', proc.stderr[-2000:]
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    u = wg.pack_weight(winograd_weight(torch.randn(8, 8, 3, 3)))
+    monkeypatch.setattr(wg, '_kernel', lambda: lambda *args: 1)
+    with pytest.raises(MemoryError) as err:
+        wg.kernel_conv3x3(x, u, None, None, False, 8)
+    assert str(err.value) == 'winograd: no memory for the buffers of a convolution of 8 to 8 ' \
+        'channels'
+
+
+def test_widths_past_the_kernels_32_bit_offsets_are_refused():
+    """Such widths would overflow the kernel's int offsets: the converter keeps them direct,
+    the kernel refuses them in one line (an 8-channel input is enough to ask)."""
+    assert wg.unsupported(nn.Conv2d(8, wg.MAX_CHANNELS + 1, 3, padding=1)) == \
+        f'8 to {wg.MAX_CHANNELS + 1} channels (at most {wg.MAX_CHANNELS})'
+    assert wg.unsupported(nn.Conv2d(8, wg.MAX_CHANNELS, 3, padding=1)) == ''
+    x = torch.randn(1, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError) as err:
+        wg.kernel_conv3x3(x, torch.zeros(36, 8, 8), None, None, False, 1 << 31)
+    assert str(err.value) == (f'winograd: at most {wg.MAX_CHANNELS} channels in and out (the '
+                              f'kernel indexes its buffers with 32-bit ints), got 8 to '
+                              f'{1 << 31}')
+
+
 def test_a_failed_build_says_why_in_one_line(tmp_path, monkeypatch, capsys):
     """The build is announced (it takes seconds) and a compiler error is one line."""
     broken = tmp_path / 'winograd_cpu.cpp'
