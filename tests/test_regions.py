@@ -62,22 +62,28 @@ def test_a_fusion_output_is_the_sum_of_its_terms():
         assert out.index == 1 and len(out) == 3
 
 
-def test_compiled_regions_train_exactly_as_the_eager_model():
-    """A training step and an inference of w18_small_v1 (24 regions, past torch's default of
-    8 compiles per function, which every ``nn.Module.compile`` shares): every region compiled,
-    none left eager; outputs, gradients and BN statistics those of the eager model."""
+def _one_training_step_each(**compile_kwargs):
+    """w18_small_v1 (V2) and its copy compiled by regions, after one training step each on
+    the same batch: (eager, compiled, the batch, [their outputs])."""
     torch._dynamo.reset()
-    counters.clear()
     eager = randomize(HRNetV2(arch='w18_small_v1', representation='v2')).train()
-    model = compile_regions(copy.deepcopy(eager), backend='eager')
-    keys = list(eager.state_dict())
-    assert list(model.state_dict()) == keys  # checkpoints load as before
+    model = compile_regions(copy.deepcopy(eager), **compile_kwargs)
     x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
     outs = []
     for m in (eager, model):
         y = m(x)
         sum(o.square().mean() for o in y).backward()
         outs.append(y)
+    return eager, model, x, outs
+
+
+def test_compiled_regions_train_exactly_as_the_eager_model():
+    """A training step of w18_small_v1 (24 regions, past torch's default of 8 compiles per
+    function, which every ``nn.Module.compile`` shares): every region compiled, none left
+    eager; outputs, gradients and BN statistics those of the eager model."""
+    counters.clear()
+    eager, model, x, outs = _one_training_step_each(backend='eager')
+    assert list(model.state_dict()) == list(eager.state_dict())  # checkpoints load as before
     assert max_abs_diff(outs[0], outs[1]) == 0
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(eager.parameters(),
                                                           model.parameters()))
@@ -104,15 +110,7 @@ def test_compile_regions_refuses_a_model_without_hrnet():
 def test_inductor_regions_within_1e_4_of_eager():
     """With inductor (fused kernels, other summation orders): a training step and inference
     of w18_small_v1 within 1e-4 (relative gradients) of the eager model (4 minutes here)."""
-    torch._dynamo.reset()
-    eager = randomize(HRNetV2(arch='w18_small_v1', representation='v2')).train()
-    model = compile_regions(copy.deepcopy(eager))
-    x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    outs = []
-    for m in (eager, model):
-        y = m(x)
-        sum(o.square().mean() for o in y).backward()
-        outs.append(y)
+    eager, model, x, outs = _one_training_step_each()
     assert max_abs_diff(outs[0], outs[1]) <= 1e-4
     for p, q in zip(eager.parameters(), model.parameters()):
         assert (p.grad - q.grad).norm() <= 1e-4 * p.grad.norm() + 1e-8
