@@ -36,6 +36,23 @@ def test_the_best_hrnet_mm_row_counts_the_padded_one_included():
     assert gpu_report.check_target(target, det_results({STOCK: 10.0}))['status'] == 'not measured'
 
 
+def test_the_regions_targets_read_the_rows_the_benchmark_names():
+    """tools/benchmark.py names a row's paths in order: its own, then streams, then the
+    runner (``[channels_last, regions, streams, graphs]``); the stock model's row has the
+    same paths but streams."""
+    target = next(t for t in gpu_report.TARGETS if t['case'] == 'pose_w32_regions')
+    assert target['strongest'] == 'mmpose fast [channels_last, regions, graphs]'
+    assert target['ours'][-2:] == ['hrnet_mm fast [channels_last, regions, graphs]',
+                                   'hrnet_mm fast [channels_last, regions, streams, graphs]']
+    infer = next(t for t in gpu_report.TARGETS if t['case'] == 'infer_w48_regions')
+    assert infer['ours'][-1] == 'hrnet_mm fast [fold, channels_last, regions, streams, graphs] bf16'
+    rows = {'mmpose': 100.0, 'mmpose fast [channels_last, regions, graphs]': 300.0,
+            'hrnet_mm fast [channels_last, regions, streams, graphs]': 390.0}
+    got = gpu_report.check_target(target, dict(det_results(rows), baseline='mmpose'))
+    assert got['best'] == 'hrnet_mm fast [channels_last, regions, streams, graphs]'
+    assert got['vs_strongest_stock'] == pytest.approx(1.3) and got['status'] == 'met'
+
+
 def test_report_from_a_run_folder(tmp_path):
     (tmp_path / 'bench').mkdir()
     results = det_results({STOCK: 10.0, 'hrnet_mm HRNetV2p [channels_last, pad 8]': 14.0})

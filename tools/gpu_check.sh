@@ -119,10 +119,13 @@ fi
 # Ordered by what is still unmeasured. The H100 run of 2026-11-28 (docs/benchmarks.md) met the
 # seg, inference, pose and bf16 detector targets with CUDA graphs of the eager model (`graphs`)
 # and the branches on parallel streams (`--streams`, hrnet_mm.streams: 1.10x-1.23x over the
-# same graphs; what hrnet_mm adds beyond the generic tools). Left: the detector graphed with
-# its channels padded too (pad 8 paid 1.25x eagerly in bf16; R-50-FPN's speed, the stretch
-# target, was 0.95x away), the fp32 pose graphs, the eager detector cases, then the graphs
-# cases again, then inductor's CUDA graphs (`cudagraphs`, minutes of compiling each).
+# same graphs; what hrnet_mm adds beyond the generic tools). Left: the fp32 pose graphs (issue
+# 8 closes on them), the pose step compiled by regions with streams and graphs (`regions`,
+# hrnet_mm.regions; against the stock model compiled whole: the nearest target, 1.21x of
+# 1.3x), the detector graphed with its channels padded too (pad 8 paid 1.25x eagerly in bf16;
+# R-50-FPN's speed, the stretch target, was 0.95x away), the eager detector cases, the graphs
+# cases again, the seg and inference steps by regions, then inductor's CUDA graphs
+# (`cudagraphs`, minutes of compiling each).
 CASES=(
   "pose_w32_fp32_graphs|60|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision fp32 --fast channels_last graphs --streams --warmup 3 --repeats 8 --no-memory|"
   "pose_w32_regions|200|--arch w32 --representation v1 --refs mmpose --batch 64 --size 256 192 --modes train --precision bf16 --fast channels_last regions graphs --streams --warmup 3 --repeats 8 --no-memory|"
