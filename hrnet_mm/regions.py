@@ -13,7 +13,7 @@ between the regions). The stem's two convolutions stay eager.
 
 Compiled with ``dynamic=False``: each region is compiled for the shapes it sees (a new input
 size compiles again). Regions of the same structure and shapes share a compiled graph (the
-branches of one stage's modules do), so a W48 compiles about 20 graphs, not 60; as each
+branches of one stage's modules do): a W48 compiles 19 graphs for its 58 regions. As each
 compiled module runs through one function of torch's, torch's limit on compiles per function
 (``torch._dynamo.config.recompile_limit``, 8) is raised to cover them.
 
